@@ -1,0 +1,222 @@
+"""CPU latency of every shipped variant × backend × precision, and the CI latency gate.
+
+    python benchmarks/latency.py --size 360 [--json PATH] [--budget-ms 70] [--runs 100]
+    python benchmarks/latency.py --size 1920x1200          # a scan image (tiled)
+
+Each row times the full deployed path, ``FocusRuntime.restore`` on a uint8 RGB capture of the given size
+(conversion, padding/tiling, inference, post-processing), after a warm-up, and reports p50/p95/p99 over
+``--runs`` frames. OpenVINO rows come at its default precision (bf16 on CPUs that have it, which is what ships)
+and pinned to f32. When torch and the training package are installed, the same architecture run by PyTorch fp32
+eager (the thesis's path) is added for reference, and so is the paper-sized pix2pix-dist generator.
+
+The gate is the shipped default variant loaded exactly as ``FocusRuntime.load()`` loads it: the script exits 1
+when its p95 exceeds ``--budget-ms``. All rows are measured in one run on the same machine, so compare them as
+ratios; absolute figures move with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class Row:
+    variant: str
+    backend: str
+    precision: str
+    file: str
+    size: str
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+    trained: bool | None = None
+    note: str = ""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``360`` → (360, 360); ``1920x1200`` (width × height) → (1200, 1920) as (height, width)."""
+    try:
+        if "x" in text.lower():
+            w, h = (int(v) for v in text.lower().split("x"))
+        else:
+            w = h = int(text)
+    except ValueError:
+        raise SystemExit(f"--size {text!r}: expected N or WIDTHxHEIGHT, e.g. 360 or 1920x1200") from None
+    if h < 16 or w < 16:
+        raise SystemExit(f"--size {text!r}: height and width must be at least 16")
+    return h, w
+
+
+def percentiles(ms: list[float]) -> tuple[float, float, float, float]:
+    a = np.asarray(ms)
+    return (float(np.percentile(a, 50)), float(np.percentile(a, 95)), float(np.percentile(a, 99)), float(a.mean()))
+
+
+def time_runtime(rt, frame: np.ndarray, runs: int, warmup: int) -> list[float]:
+    for _ in range(warmup):
+        rt.restore(frame)
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        rt.restore(frame)
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def capture(h: int, w: int) -> np.ndarray:
+    """A simulated defocused smear capture when the simulator is available, else smooth noise."""
+    try:
+        from virtualfocus.edge.simulate import simulate_stack
+
+        st = simulate_stack(7)
+        plane = st.planes[min(len(st) - 1, st.sharp_index + 4)]
+        if plane.dtype != np.uint8:
+            plane = (np.clip(plane, 0, 1) * 255).astype(np.uint8) if plane.dtype.kind == "f" else (plane >> 8).astype(np.uint8)
+        import cv2
+
+        reps = (-(-h // plane.shape[0]), -(-w // plane.shape[1]), 1)
+        return np.ascontiguousarray(np.tile(plane, reps)[:h, :w]) if plane.ndim == 3 else cv2.cvtColor(
+            np.tile(plane, reps[:2])[:h, :w], cv2.COLOR_GRAY2RGB)
+    except Exception:
+        rng = np.random.default_rng(0)
+        import cv2
+
+        return cv2.GaussianBlur(rng.integers(0, 255, (h, w, 3), dtype=np.uint8), (0, 0), 3)
+
+
+def torch_rows(manifests, h: int, w: int, runs: int, warmup: int) -> list[Row]:
+    """PyTorch fp32 eager reference: each shipped architecture, and the paper-sized pix2pix-dist."""
+    try:
+        import torch
+
+        from virtualfocus.training.registry import create_model
+    except Exception as e:  # torch or the training package missing: the core install
+        print(f"(PyTorch reference rows skipped: {e})", file=sys.stderr)
+        return []
+    torch.set_num_threads(os.cpu_count() or 1)
+    rows = []
+    jobs = [(m.name, m.architecture, m.spec, m.trained) for m in manifests]
+    jobs.append(("pix2pix-dist (paper size, thesis path)", "pix2pix-dist", {}, None))
+    for label, arch, spec, trained in jobs:
+        try:
+            overrides = {k: v for k, v in spec.items() if k not in ("name",)}
+            net = create_model(arch, **overrides)
+        except Exception as e:
+            print(f"(PyTorch row for {label} skipped: {e})", file=sys.stderr)
+            continue
+        gen = getattr(net, "generator", net)
+        gen.eval()
+        mult = int(getattr(gen, "pad_multiple", 16))
+        ph, pw = -(-h // mult) * mult, -(-w // mult) * mult
+        cin = int(getattr(gen, "in_channels", 3)) * int(getattr(gen, "inputs", 1))
+        x = torch.rand(1, cin, ph, pw) * 2 - 1
+        n = runs if "paper" not in label else max(50, min(runs, 50))
+        ms = []
+        with torch.inference_mode():
+            for i in range(warmup + n):
+                t = time.perf_counter()
+                gen(x)
+                if i >= warmup:
+                    ms.append((time.perf_counter() - t) * 1e3)
+        p50, p95, p99, mean = percentiles(ms)
+        rows.append(Row(label, "pytorch", "fp32", "-", f"{pw}x{ph} padded", p50, p95, p99, mean, n, trained,
+                        "eager, inference only"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size", default="360", help="N or WIDTHxHEIGHT (default 360)")
+    ap.add_argument("--json", dest="json_path", default=None, help="write rows and the gate as JSON")
+    ap.add_argument("--budget-ms", type=float, default=70.0, help="gate: default variant p95 must not exceed this")
+    ap.add_argument("--runs", type=int, default=100, help="timed frames per row (at least 50)")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference rows")
+    ap.add_argument("--gate-only", action="store_true", help="time only the default variant (fast CI check)")
+    args = ap.parse_args(argv)
+    if args.runs < 50:
+        ap.error("--runs must be at least 50 for meaningful p95/p99")
+    h, w = parse_size(args.size)
+
+    from virtualfocus.edge import FocusRuntime
+    from virtualfocus.edge.manifest import Manifest
+    from virtualfocus.edge.models import models_root, shipped
+
+    root = models_root()
+    ship = shipped(root)
+    frame = capture(h, w)
+    size = f"{w}x{h}"
+    rows: list[Row] = []
+
+    # The gate: exactly what FocusRuntime.load() gives an integrator.
+    rt = FocusRuntime.load(budget_ms=1e9, threads=args.threads, ladder=False)
+    ms = time_runtime(rt, frame, args.runs, args.warmup)
+    p50, p95, p99, mean = percentiles(ms)
+    assert rt.load_report is not None
+    gate_row = Row(rt.variant, rt.engines[0].backend_name, "default", "(as shipped)", size, p50, p95, p99, mean,
+                   args.runs, rt.load_report.trained, "GATE: FocusRuntime.load()")
+    rows.append(gate_row)
+    rt.close()
+
+    manifests = [Manifest.load(root / n) for n in ship.variants]
+    if not args.gate_only:
+        for m in manifests:
+            for f in m.files:
+                if f.backend not in ("openvino", "onnxruntime"):
+                    continue
+                modes = ["default", "f32"] if (f.backend == "openvino" and f.precision != "int8") else ["default"]
+                for mode in modes:
+                    try:
+                        rt = FocusRuntime.load(m.folder / f.path, backend=f.backend, budget_ms=1e9,
+                                               threads=args.threads, precision=mode, ladder=False)
+                    except Exception as e:
+                        print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
+                        continue
+                    ms = time_runtime(rt, frame, args.runs, args.warmup)
+                    p50, p95, p99, mean = percentiles(ms)
+                    prec = f.precision if f.backend == "onnxruntime" else (
+                        f"{f.precision}→{rt.engines[0].backend.execution_precision()}" if mode == "default"  # type: ignore[union-attr]
+                        else f"{f.precision} (f32 pinned)")
+                    rows.append(Row(m.name, f.backend, prec, f.path, size, p50, p95, p99, mean, args.runs, m.trained))
+                    rt.close()
+        if not args.no_torch:
+            rows += torch_rows(manifests, h, w, args.runs, args.warmup)
+
+    passed = gate_row.p95_ms <= args.budget_ms
+    gate = {"variant": gate_row.variant, "budget_ms": args.budget_ms, "p50_ms": round(gate_row.p50_ms, 3),
+            "p95_ms": round(gate_row.p95_ms, 3), "passed": passed, "size": size}
+
+    hdr = f"{'variant':<40} {'backend':<12} {'precision':<22} {'file':<20} {'p50':>8} {'p95':>8} {'p99':>8}  note"
+    print(f"latency at {size} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"{args.runs} runs per row (ms)")
+    print(hdr)
+    print("-" * len(hdr))
+    for r in rows:
+        untrained = " [untrained]" if r.trained is False else ""
+        print(f"{r.variant + untrained:<40} {r.backend:<12} {r.precision:<22} {r.file:<20} {r.p50_ms:>8.2f} "
+              f"{r.p95_ms:>8.2f} {r.p99_ms:>8.2f}  {r.note}")
+    verdict = "PASSED" if passed else "FAILED"
+    print(f"\ngate: {gate_row.variant} p95 {gate_row.p95_ms:.2f} ms vs budget {args.budget_ms:g} ms at {size}: {verdict}")
+    if args.json_path:
+        from virtualfocus.edge.manifest import write_json_atomic
+
+        Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(args.json_path, {"rows": [asdict(r) for r in rows], "gate": gate,
+                                           "machine": {"cpu": platform.processor(), "cores": os.cpu_count()}})
+    return 0 if passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Inference backends: OpenVINO (preferred on x86) and ONNX Runtime (fallback).
+
+Both take the model as bytes that the caller has already checked against the manifest's sha256, so what runs is
+exactly what was verified (no second read from disk), and an ONNX file cannot pull in external data from outside
+its folder (external data is refused outright: shipped models are single files of a few MB).
+
+A backend runs one NCHW float32 array and returns the model's first output. OpenVINO compiles one static shape per
+distinct input size (at most ``max_shapes`` kept), because a static shape runs faster than a dynamic one on the CPU
+plugin and a capture stream almost always has one size.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+import numpy as np
+
+from .errors import BackendError, ModelLoadError
+
+__all__ = ["Backend", "BackendKind", "OnnxRuntimeBackend", "OpenVINOBackend", "available_backends", "open_backend"]
+
+log = logging.getLogger("virtualfocus")
+
+
+class BackendKind(str, Enum):
+    """Inference engines the runtime can use."""
+
+    OPENVINO = "openvino"
+    ONNXRUNTIME = "onnxruntime"
+
+    @classmethod
+    def parse(cls, value: str | BackendKind) -> BackendKind:
+        try:
+            return cls(value)
+        except ValueError:
+            raise BackendError(
+                f"backend={value!r} is not known; expected one of {[k.value for k in cls]}"
+            ) from None
+
+
+class Backend(Protocol):
+    """What the runtime needs from an inference engine."""
+
+    kind: BackendKind
+    precision: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+    def input_shape(self) -> tuple[int | None, ...]: ...
+
+
+def available_backends() -> list[BackendKind]:
+    """Backends importable in this environment, preferred first."""
+    out = []
+    for kind, module in ((BackendKind.OPENVINO, "openvino"), (BackendKind.ONNXRUNTIME, "onnxruntime")):
+        try:
+            __import__(module)
+        except ImportError:
+            continue
+        out.append(kind)
+    return out
+
+
+@dataclass
+class _Compiled:
+    compiled: object
+    request: object
+
+
+class OpenVINOBackend:
+    """OpenVINO CPU inference.
+
+    Parameters
+    ----------
+    model : bytes
+        IR ``.xml`` text or an ONNX file's bytes.
+    weights : bytes, optional
+        The IR's ``.bin`` (required for IR, None for ONNX).
+    threads : int, optional
+        ``INFERENCE_NUM_THREADS``; default lets OpenVINO use every core.
+    precision : {"default", "f32", "bf16", "f16"}
+        ``INFERENCE_PRECISION_HINT``. ``"default"`` keeps OpenVINO's choice, which on CPUs with BF16 runs an fp32
+        model in bf16 (fast; what ships). ``"f32"`` pins full precision (parity tests).
+    """
+
+    kind = BackendKind.OPENVINO
+
+    def __init__(
+        self,
+        model: bytes,
+        weights: bytes | None = None,
+        *,
+        threads: int | None = None,
+        precision: str = "default",
+        max_shapes: int = 4,
+        name: str = "model",
+    ) -> None:
+        try:
+            import openvino as ov
+        except ImportError as e:  # pragma: no cover - openvino is a core dependency
+            raise BackendError("OpenVINO is not installed; install `openvino` or use backend='onnxruntime'") from e
+        if precision not in ("default", "f32", "bf16", "f16"):
+            raise BackendError(f"precision={precision!r}; expected 'default', 'f32', 'bf16' or 'f16'")
+        self._ov = ov
+        self._core = ov.Core()
+        self.name = name
+        self.precision = precision
+        self._config: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            self._config["INFERENCE_NUM_THREADS"] = int(threads)
+        if precision != "default":
+            self._config["INFERENCE_PRECISION_HINT"] = precision
+        try:
+            if weights is not None:
+                self._model = self._core.read_model(
+                    model=model.decode("utf-8"), weights=ov.Tensor(np.frombuffer(weights, np.uint8).copy())
+                )
+            else:
+                self._model = self._core.read_model(model=model, weights=ov.Tensor(np.empty(0, np.uint8)))
+        except Exception as e:
+            raise ModelLoadError(f"{name}: OpenVINO cannot read this model ({e})") from e
+        if len(self._model.inputs) != 1:
+            raise ModelLoadError(f"{name}: expected a model with one input, found {len(self._model.inputs)}")
+        self._shape = tuple(
+            None if d.is_dynamic else d.get_length() for d in self._model.inputs[0].get_partial_shape()
+        )
+        self._cache: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
+        self._max_shapes = max_shapes
+        self._lock = threading.Lock()
+
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._shape
+
+    def _compiled_for(self, shape: tuple[int, ...]) -> _Compiled:
+        hit = self._cache.get(shape)
+        if hit is not None:
+            self._cache.move_to_end(shape)
+            return hit
+        model = self._model.clone()
+        if any(d is None for d in self._shape):
+            model.reshape({model.inputs[0].any_name: self._ov.PartialShape(list(shape))})
+        elif tuple(self._shape) != shape:
+            raise BackendError(f"{self.name}: static input shape {self._shape}, got {shape}")
+        try:
+            compiled = self._core.compile_model(model, "CPU", self._config)
+        except Exception as e:
+            raise BackendError(f"{self.name}: OpenVINO could not compile for input {shape} ({e})") from e
+        entry = _Compiled(compiled, compiled.create_infer_request())
+        self._cache[shape] = entry
+        if len(self._cache) > self._max_shapes:
+            self._cache.popitem(last=False)
+        return entry
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            entry = self._compiled_for(tuple(x.shape))
+            try:
+                entry.request.infer({0: x})  # type: ignore[attr-defined]
+                return np.array(entry.request.get_output_tensor(0).data, copy=True)  # type: ignore[attr-defined]
+            except Exception as e:
+                raise BackendError(f"{self.name}: OpenVINO inference failed ({e})") from e
+
+    def execution_precision(self) -> str:
+        """The precision OpenVINO actually runs at (e.g. 'bf16' for an fp32 IR on this CPU)."""
+        if not self._cache:
+            return "unknown"
+        entry = next(iter(self._cache.values()))
+        return str(entry.compiled.get_property("INFERENCE_PRECISION_HINT"))  # type: ignore[attr-defined]
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime CPU inference of an ONNX model given as bytes (external data is refused)."""
+
+    kind = BackendKind.ONNXRUNTIME
+
+    def __init__(self, model: bytes, *, threads: int | None = None, name: str = "model") -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:  # pragma: no cover - onnxruntime is a core dependency
+            raise BackendError("ONNX Runtime is not installed; install `onnxruntime` or use backend='openvino'") from e
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3
+        if threads:
+            so.intra_op_num_threads = int(threads)
+            so.inter_op_num_threads = 1
+        self.name = name
+        self.precision = "fp32"
+        try:
+            self._sess = ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ModelLoadError(f"{name}: ONNX Runtime cannot load this model ({e})") from e
+        inputs = self._sess.get_inputs()
+        if len(inputs) != 1:
+            raise ModelLoadError(f"{name}: expected a model with one input, found {len(inputs)}")
+        self._input = inputs[0].name
+        self._shape = tuple(d if isinstance(d, int) else None for d in inputs[0].shape)
+        self._lock = threading.Lock()
+
+    def input_shape(self) -> tuple[int | None, ...]:
+        return self._shape
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        with self._lock:
+            try:
+                return np.asarray(self._sess.run(None, {self._input: x})[0])
+            except Exception as e:
+                raise BackendError(f"{self.name}: ONNX Runtime inference failed ({e})") from e
+
+
+def open_backend(
+    kind: BackendKind | str,
+    model: bytes,
+    weights: bytes | None = None,
+    *,
+    is_ir: bool,
+    threads: int | None = None,
+    precision: str = "default",
+    name: str = "model",
+) -> Backend:
+    """Create a backend of ``kind`` for a model given as bytes (``is_ir``: OpenVINO IR xml + bin)."""
+    kind = BackendKind.parse(kind)
+    if kind is BackendKind.OPENVINO:
+        return OpenVINOBackend(model, weights if is_ir else None, threads=threads, precision=precision, name=name)
+    if is_ir:
+        raise BackendError(f"{name}: ONNX Runtime cannot run an OpenVINO IR (.xml); give the .onnx file")
+    return OnnxRuntimeBackend(model, threads=threads, name=name)

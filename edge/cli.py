@@ -1,0 +1,238 @@
+"""The ``virtualfocus`` command.
+
+Thin by design: each subcommand lives with the package that owns it and is imported only when used, so
+``virtualfocus restore`` works on a core install without torch.
+
+    virtualfocus restore INPUT... --out DIR [--model M] [--backend B]   restore image files
+    virtualfocus models [--json]                                         list shipped variants
+    virtualfocus demo [--out DIR]                                        restore a simulated defocus stack
+    virtualfocus simulate --out DIR --stacks N --seed S                  simulated z-stacks
+    virtualfocus evaluate --model M --data DIR --out REPORT              thesis metrics and report
+    virtualfocus semisynth --images DIR --out DIR                        defocus stacks from real sharp fields
+    virtualfocus train VARIANT --data DIR --out RUN                      (train extra)
+    virtualfocus compress --teacher RUN --recipe NAME --out RUN          (train extra)
+    virtualfocus export RUN --out models/NAME                            (train extra)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VirtualFocusError
+
+__all__ = ["main"]
+
+
+def _lazy(module: str, extra: str | None = None) -> Callable[[list[str]], int]:
+    """A subcommand implemented by ``module.main(argv)``, imported on first use."""
+
+    def run(argv: list[str]) -> int:
+        import importlib
+
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            hint = f"; install the `{extra}` extra: pip install 'virtualfocus[{extra}]'" if extra else ""
+            print(f"virtualfocus: this command needs {e.name!r}{hint}", file=sys.stderr)
+            return 2
+        return int(mod.main(argv) or 0)
+
+    return run
+
+
+# -- restore ---------------------------------------------------------------------------------------------------
+
+
+def _expand_inputs(items: Sequence[str]) -> list[Path]:
+    from .imageio import READ_EXTENSIONS
+
+    out: list[Path] = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in READ_EXTENSIONS and q.is_file())
+        else:
+            out.append(p)
+    return out
+
+
+def cmd_restore(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="virtualfocus restore", description="Restore defocused captures.")
+    ap.add_argument("inputs", nargs="+", help="image files (PNG/TIFF/JPEG/BMP) or folders of them")
+    ap.add_argument("--out", required=True, help="output folder; each result keeps its file name")
+    ap.add_argument("--model", default=None, help="shipped variant name, model folder or .xml/.onnx (default: shipped default)")
+    ap.add_argument("--backend", choices=["openvino", "onnxruntime"], default=None)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--budget-ms", type=float, default=1e9,
+                    help="latency budget for the guard (default: none, batch restoration never steps down)")
+    ap.add_argument("--json", dest="json_path", default=None, help="also write per-file results as JSON here")
+    args = ap.parse_args(argv)
+
+    from .imageio import read_image, write_image_atomic
+    from .runtime import FocusRuntime
+
+    files = _expand_inputs(args.inputs)
+    if not files:
+        print("virtualfocus restore: no input images found", file=sys.stderr)
+        return 1
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rt = FocusRuntime.load(args.model, backend=args.backend, budget_ms=args.budget_ms, threads=args.threads,
+                           ladder=False)
+    print(f"model: {rt.load_report}")
+    results, failed, latencies = [], 0, []
+    for f in files:
+        target = out_dir / f.name
+        try:
+            if target.resolve() == f.resolve():
+                raise VirtualFocusError(f"{f}: output would overwrite the input; choose another --out folder")
+            img = read_image(f)
+            frame = rt.restore(img)
+            write_image_atomic(target, frame.image)
+        except VirtualFocusError as e:
+            failed += 1
+            print(f"error: {e}", file=sys.stderr)
+            results.append({"input": str(f), "ok": False, "error": str(e)})
+            continue
+        latencies.append(frame.latency_ms)
+        results.append({"input": str(f), "output": str(target), "ok": True, "status": frame.status.value,
+                        "latency_ms": round(frame.latency_ms, 3), "variant": frame.variant})
+    rt.close()
+    ok = len(files) - failed
+    lat = f"; latency p50 {np.percentile(latencies, 50):.1f} ms, max {max(latencies):.1f} ms" if latencies else ""
+    print(f"restored {ok} of {len(files)} file(s) into {out_dir}" + (f", {failed} failed" if failed else "") + lat)
+    if args.json_path:
+        from .manifest import write_json_atomic
+
+        write_json_atomic(Path(args.json_path), {"results": results})
+    return 1 if failed else 0
+
+
+# -- models ----------------------------------------------------------------------------------------------------
+
+
+def cmd_models(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="virtualfocus models", description="List the shipped model variants.")
+    ap.add_argument("--json", action="store_true", help="machine-readable output")
+    args = ap.parse_args(argv)
+
+    from .manifest import Manifest
+    from .models import models_root, shipped
+
+    root = models_root()
+    ship = shipped(root)
+    rows = []
+    for name in ship.variants:
+        try:
+            m = Manifest.load(root / name)
+        except VirtualFocusError as e:
+            rows.append({"name": name, "error": str(e)})
+            continue
+        roles = [r for r, v in (("default", ship.default), ("two-shot", ship.two_shot)) if v == name]
+        if name in ship.ladder:
+            roles.append(f"ladder #{ship.ladder.index(name) + 1}")
+        rows.append({
+            "name": name,
+            "roles": roles,
+            "architecture": m.architecture,
+            "trained": m.trained,
+            "params": m.params,
+            "gflops_360": m.gflops_360,
+            "files": [{"path": f.path, "backend": f.backend, "precision": f.precision, "bytes": f.bytes}
+                      for f in m.files],
+            "latency_ms": m.latency_ms,
+            "quality": m.quality,
+            "trusted_defocus_um": m.trusted_defocus_um,
+            "description": m.description,
+        })
+    if args.json:
+        print(json.dumps({"default": ship.default, "ladder": list(ship.ladder), "two_shot": ship.two_shot,
+                          "models": rows}, indent=2))
+        return 0
+    print(f"{'name':<22} {'architecture':<24} {'trained':<9} {'params':>9} {'GFLOP@360':>9}  latency p50 (ms)       roles")
+    for r in rows:
+        if "error" in r:
+            print(f"{r['name']:<22} ERROR: {r['error']}")
+            continue
+        lat = ", ".join(f"{k} {v.get('p50', float('nan')):.1f}" for k, v in sorted(r["latency_ms"].items())[:3])
+        trained = "yes" if r["trained"] else "UNTRAINED"
+        print(f"{r['name']:<22} {r['architecture']:<24} {trained:<9} {r['params']:>9,} {r['gflops_360']:>9.2f}  "
+              f"{lat or '-':<22} {', '.join(r['roles'])}")
+        q = r["quality"]
+        if q:
+            keys = [k for k in ("success_mse_-0.8:0.8", "psnr_mean", "fr_mean") if k in q]
+            if keys:
+                print(" " * 23 + "quality: " + ", ".join(f"{k} {q[k]}" for k in keys))
+    return 0
+
+
+# -- demo ------------------------------------------------------------------------------------------------------
+
+
+def cmd_demo(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="virtualfocus demo",
+        description="Simulate a defocused z-stack of a blood smear, restore every plane with the default model, "
+        "and write the images and a short report.",
+    )
+    ap.add_argument("--out", default="demo-output", help="output folder (default: demo-output)")
+    ap.add_argument("--model", default=None, help="variant name, folder or file (default: shipped default)")
+    ap.add_argument("--backend", choices=["openvino", "onnxruntime"], default=None)
+    ap.add_argument("--seed", type=int, default=2026)
+    args = ap.parse_args(argv)
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), model=args.model, backend=args.backend, seed=args.seed)
+
+
+COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
+    "restore": (cmd_restore, "restore image files"),
+    "models": (cmd_models, "list shipped model variants"),
+    "demo": (cmd_demo, "restore a simulated defocus stack and report"),
+    "simulate": (_lazy("virtualfocus.edge.simulate"), "write simulated z-stacks"),
+    "evaluate": (_lazy("virtualfocus.edge.evaluate"), "evaluate a model on z-stacks (thesis metrics)"),
+    "semisynth": (_lazy("virtualfocus.training.semisynthetic"), "defocus stacks from real sharp smear images"),
+    "train": (_lazy("virtualfocus.training.cli", "train"), "train a registered model (train extra)"),
+    "compress": (_lazy("virtualfocus.compression.cli", "train"), "derive fast variants (train extra)"),
+    "export": (_lazy("virtualfocus.export.cli", "train"), "export to ONNX / OpenVINO IR (train extra)"),
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``virtualfocus`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 0 if argv else 2
+    if argv[0] == "--version":
+        from importlib.metadata import version
+
+        print(version("virtualfocus"))
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"virtualfocus: unknown command {name!r}; commands: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    fn, _ = COMMANDS[name]
+    t0 = time.perf_counter()
+    try:
+        return fn(rest)
+    except VirtualFocusError as e:
+        print(f"virtualfocus {name}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"virtualfocus {name}: interrupted after {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
