@@ -131,17 +131,16 @@ def to_unit(
         scale = _uint16_scale(rgb, bit_depth)
         unit = rgb.astype(np.float32) * np.float32(1 / scale)
     else:
-        unit = rgb.astype(np.float32)
-        bad = ~np.isfinite(unit)
+        work = rgb.astype(np.float64) if rgb.dtype == np.float64 else rgb.astype(np.float32)
+        bad = ~np.isfinite(work)
         nonfinite = int(bad.sum())
         if nonfinite:
-            if nonfinite == unit.size:
+            if nonfinite == work.size:
                 raise InputError(f"{name}: every pixel is NaN or Inf; nothing to restore")
-            unit = np.where(bad, np.float32(0), unit)
-        peak = float(unit.max())
+            work = np.where(bad, 0, work)
+        peak = float(work.max())
         scale = peak if peak > 1.0 else 1.0
-        if scale != 1.0:
-            unit = unit * np.float32(1 / scale)
+        unit = np.clip(work / scale if scale != 1.0 else work, 0.0, 1.0).astype(np.float32)
     gray = unit.ndim == 2 or unit.shape[2] == 1
     if unit.ndim == 2:
         unit = unit[..., None]
@@ -157,7 +156,7 @@ def from_unit(unit: np.ndarray, info: ImageInfo) -> np.ndarray:
     if info.dtype in (np.dtype(np.uint8), np.dtype(np.uint16)):
         out = np.rint(out * np.float32(info.scale)).astype(info.dtype)
     else:
-        out = (out * np.float32(info.scale)).astype(info.dtype)
+        out = (out.astype(np.float64) * info.scale).astype(info.dtype)
     if info.alpha is not None:
         out = np.concatenate([out, info.alpha[..., None].astype(info.dtype)], axis=2)
     return out.reshape(info.shape)

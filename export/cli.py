@@ -73,7 +73,6 @@ def _load_module(args: argparse.Namespace) -> tuple[Any, Any, str, bool, dict[st
         if not args.untrained:
             raise InputError("--arch exports freshly initialised weights; add --untrained to confirm")
         import torch
-
         from virtualfocus.training.registry import create_model, get_spec
 
         overrides = parse_overrides(args.overrides)
@@ -88,22 +87,14 @@ def _load_module(args: argparse.Namespace) -> tuple[Any, Any, str, bool, dict[st
         raise InputError("missing RUN directory (or --arch NAME --untrained)")
     if args.untrained or args.overrides:
         raise InputError("--untrained and --set only apply with --arch")
-    from virtualfocus.training.checkpoint import load_run
+    from .runs import load_run_model
 
-    run = Path(args.run)
-    if not run.is_dir():
-        raise InputError(f"{run}: run directory not found")
-    loaded = load_run(run)
-    spec = loaded.spec
-    cfg = loaded.config if isinstance(loaded.config, dict) else getattr(loaded.config, "__dict__", {})
-    prov = {"run": str(run.resolve()), "step": int(loaded.step)}
-    try:
-        json.dumps(cfg)
-        prov["config"] = cfg
-    except TypeError:
-        prov["config"] = repr(cfg)
-    arch = getattr(spec, "name", None) or str(cfg.get("architecture", "unknown"))
-    return loaded.generator, spec, arch, True, prov
+    loaded = load_run_model(args.run)
+    prov: dict[str, Any] = {"run": str(Path(args.run).resolve()), "checkpoint": str(loaded.checkpoint),
+                            "step": loaded.step, "config": loaded.config}
+    if loaded.compression:
+        prov["compression"] = {k: v for k, v in loaded.compression.items() if k != "report"}
+    return loaded.module, loaded.spec, getattr(loaded.spec, "name", "unknown"), True, prov
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,7 @@
 """Fixed simulated data for calibration (INT8) and validation (quality in the manifest).
 
-Stacks come from the project's simulator (``virtualfocus.edge.simulate.simulate_stack``). Until that module is
-available a small built-in stand-in is used (discs on a stained background, Gaussian defocus that grows faster on
-the positive side); the manifest records which source produced the figures.
+Stacks come from the project's simulator (``virtualfocus.edge.simulate.simulate_stack``), seeded, so every
+export of a model is measured on the same images.
 """
 
 from __future__ import annotations
@@ -10,14 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.stack import ZStack
 
 __all__ = ["Calibration", "ValidationSet", "calibration_tensors", "simulated_stacks", "to_model_input"]
-
-OFFSETS_UM = np.round(np.arange(-1.4, 1.2001, 0.2), 1)
-
 
 @dataclass(frozen=True)
 class Calibration:
@@ -63,52 +58,17 @@ class ValidationSet:
 
 
 def stack_source() -> str:
-    """``"virtualfocus.edge.simulate"`` when the project simulator is importable, else the built-in stand-in."""
-    try:
-        from virtualfocus.edge import metrics, simulate  # noqa: F401
-    except ImportError:
-        return "export-builtin-standin"
+    """Where validation and calibration stacks come from."""
     return "virtualfocus.edge.simulate"
 
 
-def _standin_stack(seed: int, size: int) -> ZStack:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = np.empty((size, size, 3), np.float32)
-    img[:] = (232, 205, 215)
-    for _ in range(int(size * size / 2500)):  # red cells with central pallor
-        c = (int(rng.integers(size)), int(rng.integers(size)))
-        r = int(rng.integers(14, 22))
-        cv2.circle(img, c, r, (205, 120, 135), -1, lineType=cv2.LINE_AA)
-        cv2.circle(img, c, r // 2, (222, 160, 172), -1, lineType=cv2.LINE_AA)
-    for _ in range(2):  # white cells with a lobed nucleus
-        m = min(40, size // 4)
-        c = np.array([rng.integers(m, size - m), rng.integers(m, size - m)])
-        cv2.circle(img, (int(c[0]), int(c[1])), 32, (200, 175, 215), -1, lineType=cv2.LINE_AA)
-        for _ in range(3):
-            d = c + rng.integers(-12, 13, 2)
-            cv2.circle(img, (int(d[0]), int(d[1])), int(rng.integers(8, 14)), (110, 50, 140), -1, lineType=cv2.LINE_AA)
-    planes = []
-    for z in OFFSETS_UM:
-        sigma = 0.3 + (3.0 if z > 0 else 2.0) * abs(float(z))
-        p = cv2.GaussianBlur(img, (0, 0), sigma) + rng.normal(0, 2.0, img.shape).astype(np.float32)
-        planes.append(np.clip(np.rint(p), 0, 255).astype(np.uint8))
-    return ZStack(np.stack(planes), OFFSETS_UM.copy(), int(np.argmin(np.abs(OFFSETS_UM))), name=f"standin-{seed}",
-                  meta={"source": "export-builtin-standin"})
-
-
 def _simulated(seed: int, size: int) -> ZStack:
-    try:
-        from virtualfocus.edge.simulate import SimConfig, simulate_stack
+    from virtualfocus.edge.simulate import SimConfig, simulate_stack
 
-        st = simulate_stack(seed, config=SimConfig(size=size))
-    except ImportError:  # the simulator (or a module it needs) is not available in this checkout yet
-        return _standin_stack(seed, size)
+    st = simulate_stack(seed, config=SimConfig(size=size))
     planes = np.asarray(st.planes)
-    if planes.dtype != np.uint8:  # metrics and calibration work on the 8-bit scale
-        hi = 65535.0 if planes.dtype == np.uint16 else 1.0
-        planes = np.clip(np.rint(planes.astype(np.float64) / hi * 255.0), 0, 255).astype(np.uint8)
+    if planes.dtype != np.uint8:  # metrics, calibration and the runtime's 8-bit path
+        planes = np.clip(np.rint(planes.astype(np.float64) / 257.0), 0, 255).astype(np.uint8)
     if planes.ndim == 3:
         planes = np.repeat(planes[..., None], 3, axis=-1)
     return ZStack(planes, st.offsets_um, st.sharp_index, name=st.name, meta=dict(st.meta))
@@ -140,11 +100,11 @@ def to_model_input(planes: list[np.ndarray] | np.ndarray, multiple: int) -> tupl
 
 
 def from_model_output(y: np.ndarray, pads: tuple[int, int, int, int]) -> np.ndarray:
-    """``(1, 3, H', W')`` in [-1, 1] → float32 HWC on the 0..255 scale, cropped by ``pads``."""
+    """``(1, 3, H', W')`` in [-1, 1] → uint8 HWC RGB cropped by ``pads`` (what the runtime returns for uint8)."""
     from virtualfocus.edge.preprocess import Normalizer, PadCrop
 
     unit = PadCrop.crop(Normalizer((-1.0, 1.0), 3).after(y), pads)
-    return np.clip(unit, 0.0, 1.0) * np.float32(255.0)
+    return np.rint(np.clip(unit, 0.0, 1.0) * np.float32(255.0)).astype(np.uint8)
 
 
 def calibration_tensors(cal: Calibration, *, multiple: int, inputs: int = 1, channels: int = 3) -> list[np.ndarray]:

@@ -25,13 +25,20 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.manifest import InputContract, Manifest
 
 from . import parity as _parity
 from ._fs import atomic_folder
-from .data import Calibration, ValidationSet, calibration_tensors, check_calibration_arrays, simulated_stacks, to_model_input
+from .data import (
+    Calibration,
+    ValidationSet,
+    calibration_tensors,
+    check_calibration_arrays,
+    from_model_output,
+    simulated_stacks,
+    to_model_input,
+)
 from .latency import onnxruntime_runner, openvino_runner, time_runner
 from .onnx_export import export_onnx, padded_size
 from .openvino_ir import conv_node_names, convert_onnx_to_ir, save_ir
@@ -179,7 +186,6 @@ def export_model(
     BackendError
         A conversion or quantization failed.
     """
-    import torch
 
     say = log or (lambda _m: None)
     bad = sorted(set(precisions) - set(PRECISIONS))
@@ -302,13 +308,11 @@ def export_model(
                 for st in stacks:
                     for i, z in enumerate(st.offsets_um):
                         if validation.interval_um[0] - 1e-6 <= z <= validation.interval_um[1] + 1e-6:
-                            x, hw = to_model_input([st.planes[i]] * c.inputs, c.pad_multiple)
-                            val_items.append((x, st.sharp.astype(np.float32), hw))
+                            x, pads = to_model_input([st.planes[i]] * c.inputs, c.pad_multiple)
+                            val_items.append((x, st.sharp, pads))
 
             def validate(compiled: Any, items: Any) -> float:
-                from .data import from_model_output
-
-                vals = [metrics.psnr(from_model_output(np.asarray(compiled(x)[0]), hw), gt) for x, gt, hw in items]
+                vals = [metrics.psnr(gt, from_model_output(np.asarray(compiled(x)[0]), pads)) for x, gt, pads in items]
                 return float(np.mean(vals))
 
             qmodel, rec = quantize_openvino(ov_model, calib, ignored_names=ov_ignored,

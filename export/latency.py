@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from virtualfocus.edge.errors import BackendError, InputError
 
 __all__ = ["Runner", "onnxruntime_runner", "openvino_runner", "time_runner"]
@@ -58,7 +57,8 @@ def openvino_runner(path: str | os.PathLike[str] | Any, *, precision: str = "def
         request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
-    run.execution_precision = str(compiled.get_property("INFERENCE_PRECISION_HINT"))  # type: ignore[attr-defined]
+    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
+    run.execution_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # type: ignore[attr-defined]
     return run
 
 

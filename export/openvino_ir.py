@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["convert_onnx_to_ir", "conv_node_names", "save_ir"]
+__all__ = ["conv_node_names", "convert_onnx_to_ir", "save_ir"]
 
 _CONV_TYPES = ("Convolution", "GroupConvolution", "ConvolutionBackpropData", "GroupConvolutionBackpropData")
 

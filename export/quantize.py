@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from virtualfocus.edge.errors import BackendError, InputError
 
 __all__ = ["QuantizationRecord", "onnx_conv_names", "quantize_onnx_qdq", "quantize_openvino"]
@@ -62,10 +61,13 @@ def quantize_openvino(model: Any, calib: Sequence[np.ndarray], *, ignored_names:
     -------
     (openvino.Model, QuantizationRecord)
     """
+    import logging
+
     import nncf
 
     if len(calib) == 0:
         raise InputError("calibration: no samples; INT8 quantization needs at least one")
+    nncf.set_log_level(logging.WARNING)
     dataset = nncf.Dataset(list(calib))
     scope = nncf.IgnoredScope(names=list(ignored_names), validate=False) if ignored_names else None
     rec = QuantizationRecord(tool=f"nncf {nncf.__version__}", samples=len(calib), ignored_scope=list(ignored_names),

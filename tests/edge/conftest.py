@@ -1,60 +1,12 @@
-"""Models made by the tests themselves (OpenVINO opset / ONNX helper): identity and a conv blur, with manifests."""
+"""Fixtures for the edge tests: small real models made on the fly (see helpers.py)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from virtualfocus.edge.backends import BackendKind
-from virtualfocus.edge.manifest import InputContract, Manifest
-
-
-def _identity_onnx(path: Path) -> None:
-    import onnx
-    from onnx import TensorProto, helper
-
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, "h", "w"])
-    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
-    g = helper.make_graph([helper.make_node("Mul", ["x", "one"], ["y"])], "identity", [x], [y], [one])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    m.ir_version = 8
-    onnx.save(m, str(path))
-
-
-def make_model_folder(folder: Path, *, name: str = "identity", pad_multiple: int = 16, kind: str = "identity",
-                      trained: bool = True) -> Path:
-    """A model folder with an OpenVINO IR, an ONNX file and a manifest; ``kind`` identity or blur (3×3 box)."""
-    import openvino as ov
-    import openvino.opset13 as ops
-
-    folder.mkdir(parents=True, exist_ok=True)
-    p = ops.parameter([1, 3, -1, -1], np.float32, name="x")
-    if kind == "identity":
-        out = ops.multiply(p, ops.constant(np.float32(1.0)))
-    elif kind == "blur":
-        w = np.zeros((3, 3, 3, 3), np.float32)
-        for c in range(3):
-            w[c, c] = 1 / 9
-        out = ops.convolution(p, ops.constant(w), [1, 1], [1, 1], [1, 1], [1, 1])
-    else:
-        raise ValueError(kind)
-    ov.save_model(ov.Model([out], [p], name), str(folder / "model.xml"))
-    files = [
-        Manifest.describe_file(folder, "model.xml", backend="openvino", precision="fp32", shape="dynamic"),
-        Manifest.describe_file(folder, "model.bin", backend="weights", precision="fp32", shape="dynamic"),
-    ]
-    if kind == "identity":
-        _identity_onnx(folder / "model.onnx")
-        files.append(Manifest.describe_file(folder, "model.onnx", backend="onnxruntime", precision="fp32",
-                                            shape="dynamic"))
-    m = Manifest(name=name, architecture=f"test-{kind}", input=InputContract(pad_multiple=pad_multiple),
-                 files=files, trained=trained)
-    m.save(folder)
-    return folder
+from tests.edge.helpers import make_model_folder
 
 
 @pytest.fixture
@@ -65,42 +17,3 @@ def identity_model(tmp_path: Path) -> Path:
 @pytest.fixture
 def blur_model(tmp_path: Path) -> Path:
     return make_model_folder(tmp_path / "blur", name="blur", kind="blur")
-
-
-class SlowBackend:
-    """Test double around a real backend that adds a fixed delay per call, to exercise the latency guard."""
-
-    def __init__(self, inner, delay_s: float) -> None:
-        self.inner, self.delay_s = inner, delay_s
-        self.kind: BackendKind = inner.kind
-        self.precision = inner.precision
-        self.calls = 0
-
-    def input_shape(self):
-        return self.inner.input_shape()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.calls += 1
-        time.sleep(self.delay_s)
-        return self.inner.run(x)
-
-
-class FailingBackend:
-    """Real backend that starts raising BackendError after ``ok_calls`` calls (a driver dying mid-stream)."""
-
-    def __init__(self, inner, ok_calls: int) -> None:
-        self.inner, self.ok_calls = inner, ok_calls
-        self.kind: BackendKind = inner.kind
-        self.precision = inner.precision
-        self.calls = 0
-
-    def input_shape(self):
-        return self.inner.input_shape()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        from virtualfocus.edge.errors import BackendError
-
-        self.calls += 1
-        if self.calls > self.ok_calls:
-            raise BackendError("injected failure: device lost")
-        return self.inner.run(x)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from virtualfocus.edge.errors import InputError, ModelLoadError
 from virtualfocus.edge.manifest import Manifest
 from virtualfocus.export import Calibration, ValidationSet, export_model

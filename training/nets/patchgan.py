@@ -100,6 +100,8 @@ class PANDiscriminator(nn.Module):
                 feats.append(x)
         return x.flatten(1).mean(dim=1), feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Decision logit ``(N,)``."""
-        return self.forward_features(x)[0]
+    def forward(self, x: torch.Tensor, return_features: bool = False
+                ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits; with ``return_features`` also the perceptual features (as :meth:`forward_features`)."""
+        logits, feats = self.forward_features(x)
+        return (logits, feats) if return_features else logits

@@ -1,0 +1,75 @@
+"""OpenVINO default (bf16 here) vs f32 vs NNCF INT8 latency of the 16-filter 4-level U-Net's decoder variants.
+
+Decides the shipped default (target p50 ≤ 5 ms at 360×360). Untrained weights: latency does not depend on them.
+
+    python benchmarks/decoder_variants.py [--runs 30] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+VARIANTS = {
+    "transpose": {"decoder": "transpose"},
+    "resize-conv": {"decoder": "resize-conv"},
+    "pixelshuffle": {"decoder": "pixelshuffle"},
+    "resize-conv+s2d": {"decoder": "resize-conv", "space_to_depth": 2},
+    "transpose+s2d": {"decoder": "transpose", "space_to_depth": 2},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--size", type=int, default=360)
+    p.add_argument("--arch", default="pix2pix-dist-fast")
+    args = p.parse_args(argv)
+
+    import numpy as np
+    import torch
+    from virtualfocus.export.data import Calibration, calibration_tensors
+    from virtualfocus.export.latency import onnxruntime_runner, openvino_runner, time_runner
+    from virtualfocus.export.onnx_export import export_onnx, padded_size
+    from virtualfocus.export.openvino_ir import conv_node_names, convert_onnx_to_ir, save_ir
+    from virtualfocus.export.quantize import quantize_openvino
+    from virtualfocus.training.registry import create_model
+
+    rows = []
+    for label, over in VARIANTS.items():
+        torch.manual_seed(0)
+        m = create_model(args.arch, **over).eval()
+        s = padded_size(args.size, m.pad_multiple)
+        x = np.zeros((1, 3, s, s), np.float32)
+        with tempfile.TemporaryDirectory() as d:
+            onnx = export_onnx(m, Path(d) / "m.onnx", in_channels=3, size=(s, s), dynamic=True)
+            ov_model = convert_onnx_to_ir(onnx)
+            save_ir(ov_model, Path(d) / "m.xml", compress_to_fp16=False)
+            calib = calibration_tensors(Calibration(stacks=2, size=args.size), multiple=m.pad_multiple)
+            convs = conv_node_names(ov_model)
+            q, _ = quantize_openvino(ov_model, calib, ignored_names=[convs[0], convs[-1]])
+            save_ir(q, Path(d) / "q.xml", compress_to_fp16=False)
+            q_all, _ = quantize_openvino(ov_model, calib)
+            save_ir(q_all, Path(d) / "qa.xml", compress_to_fp16=False)
+            shape = (1, 3, s, s)
+            r = {"variant": label, "pad": s, "params": sum(t.numel() for t in m.parameters()),
+                 "ov_default": time_runner(openvino_runner(Path(d) / "m.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
+                 "ov_f32": time_runner(openvino_runner(Path(d) / "m.xml", precision="f32", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
+                 "ov_int8": time_runner(openvino_runner(Path(d) / "q.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
+                 "ov_int8_all": time_runner(openvino_runner(Path(d) / "qa.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
+                 "ort_fp32": time_runner(onnxruntime_runner(onnx, threads=args.threads), x, runs=args.runs)["p50"]}
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+    print("\n| variant | pad | params | OV default (bf16) | OV f32 | OV INT8 (first/last float) | OV INT8 (all) | ORT fp32 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['pad']} | {r['params']:,} | {r['ov_default']:.2f} | {r['ov_f32']:.2f} | "
+              f"{r['ov_int8']:.2f} | {r['ov_int8_all']:.2f} | {r['ort_fp32']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

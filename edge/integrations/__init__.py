@@ -1,0 +1,63 @@
+"""Capture-triggered integrations: hooks for pymmcore-plus and pycro-manager, a plain-Python stream, two-shot
+fusion, focus-drift telemetry and a simulated microscope.
+
+=====================================  ==========================================================================
+:class:`FrameStream`                   any software: ``push(image, meta)`` → ``on_frame(StreamFrame)`` in order
+:func:`~.pymmcore.attach`              pymmcore-plus: ``attach(core, runtime)`` → ``Processor.frameRestored``
+:func:`~.pycromanager.image_process_fn`  pycro-manager: ``Acquisition(image_process_fn=image_process_fn(rt))``
+:class:`TwoShotStream`                 pair two captures per field, align, fuse with a two-input model
+:class:`DriftMonitor`                  defocus estimate per frame, drift events, rolling summary
+:class:`~.simscope.SimulatedMicroscope`  a pymmcore-plus core whose camera is the optics simulator
+=====================================  ==========================================================================
+
+Nothing here imports pymmcore-plus, psygnal or useq at import time; ``pymmcore`` imports them when called and
+``simscope`` when imported (``pip install 'virtualfocus[mm]'``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .callbacks import FrameStream, StreamFrame
+from .pycromanager import image_process_fn
+from .telemetry import (
+    DefocusEstimate,
+    DriftMonitor,
+    DriftSample,
+    FocusDriftDetected,
+    FocusDriftRecovered,
+    FocusMeasureEstimator,
+)
+from .twoshot import TwoShotConfig, TwoShotFuser, TwoShotResult, TwoShotStream, estimate_shift, load_two_shot_engine
+
+__all__ = [
+    "DefocusEstimate",
+    "DriftMonitor",
+    "DriftSample",
+    "FocusDriftDetected",
+    "FocusDriftRecovered",
+    "FocusMeasureEstimator",
+    "FrameStream",
+    "Processor",
+    "SimulatedMicroscope",
+    "StreamFrame",
+    "TwoShotConfig",
+    "TwoShotFuser",
+    "TwoShotResult",
+    "TwoShotStream",
+    "attach",
+    "estimate_shift",
+    "image_process_fn",
+    "load_two_shot_engine",
+]
+
+_LAZY = {"attach": ".pymmcore", "Processor": ".pymmcore", "two_shot_engine": ".pymmcore",
+         "SimulatedMicroscope": ".simscope", "ScopeConfig": ".simscope"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

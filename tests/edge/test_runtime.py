@@ -1,0 +1,281 @@
+"""FocusRuntime: loading and verification, every input kind, tiling, latency guard, deadlines, faults, threads."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.edge.helpers import FailingBackend, SlowBackend, make_model_folder
+
+from virtualfocus.edge import (
+    BudgetExceededEvent,
+    FallbackEngaged,
+    FocusRuntime,
+    FrameRestored,
+    FrameStatus,
+    InputError,
+    ModelLoadError,
+)
+from virtualfocus.edge.runtime import ModelEngine
+
+
+@pytest.fixture
+def shipped_root(tmp_path, monkeypatch):
+    """A models folder with two shipped identity variants and a ladder, like the repository's models/."""
+    root = tmp_path / "models"
+    make_model_folder(root / "quality", name="quality")
+    make_model_folder(root / "fast", name="fast")
+    (root / "shipped.json").write_text(json.dumps(
+        {"format": "virtualfocus-shipped/1", "default": "fast", "ladder": ["quality", "fast"]}))
+    monkeypatch.setenv("VIRTUALFOCUS_MODELS", str(root))
+    return root
+
+
+def test_load_default_measures_itself(shipped_root):
+    rt = FocusRuntime.load(warmup=5)
+    assert rt.variant == "fast" and rt.ladder == ["fast", "passthrough"]
+    r = rt.load_report
+    assert r is not None and r.p95_ms >= r.p50_ms > 0 and r.backend == "openvino"
+    rt2 = FocusRuntime.load("quality", warmup=5)
+    assert rt2.ladder == ["quality", "fast", "passthrough"]
+
+
+@pytest.mark.parametrize("backend", ["openvino", "onnxruntime"])
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [((360, 360, 3), np.uint8), ((401, 401), np.uint8), ((100, 90, 4), np.uint8), ((64, 64, 1), np.uint16),
+     ((50, 70, 3), np.float32), ((30, 30), np.float64)],
+)
+def test_identity_round_trips_every_input_kind(identity_model, backend, shape, dtype):
+    rt = FocusRuntime.load(identity_model, backend=backend, warmup=5)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 4096 if dtype == np.uint16 else 256, shape).astype(dtype) if np.dtype(dtype).kind == "u" \
+        else rng.random(shape).astype(dtype)
+    frame = rt.restore(img, meta={"k": 1})
+    assert frame.image.shape == img.shape and frame.image.dtype == img.dtype
+    assert frame.status is FrameStatus.RESTORED and frame.variant == "identity" and frame.backend == backend
+    assert frame.meta == {"k": 1} and frame.latency_ms > 0
+    np.testing.assert_allclose(frame.image.astype(float), img.astype(float), atol=1e-5 if img.dtype.kind == "f" else 0)
+    if img.ndim == 3 and img.shape[2] == 4:
+        np.testing.assert_array_equal(frame.image[..., 3], img[..., 3])
+
+
+def test_a_real_filter_changes_the_image(blur_model):
+    rt = FocusRuntime.load(blur_model, warmup=5, precision="f32")
+    img = np.zeros((64, 64), np.uint8)
+    img[32, 32] = 255
+    out = rt.restore(img).image
+    assert out[32, 32] < 255 and out[31, 31] > 0  # a 3×3 box spreads the point
+
+
+def test_scan_image_is_tiled_without_seams(identity_model):
+    rt = FocusRuntime.load(identity_model, warmup=5, max_tile=512)
+    h, w = 1200, 1920
+    yy, xx = np.mgrid[0:h, 0:w]
+    img = ((xx / w * 0.6 + yy / h * 0.3) * 65535).astype(np.uint16)
+    out = rt.restore(img).image
+    np.testing.assert_array_equal(out, img)
+
+
+def test_model_files_are_verified(identity_model):
+    xml = identity_model / "model.xml"
+    xml.write_text(xml.read_text().replace("identity", "identitx"))
+    with pytest.raises(ModelLoadError, match="sha256|bytes"):
+        FocusRuntime.load(identity_model)
+
+
+def test_truncated_weights_are_refused_and_fallback_loads_next(shipped_root):
+    binf = shipped_root / "quality" / "model.bin"
+    binf.write_bytes(binf.read_bytes()[:-1])
+    with pytest.raises(ModelLoadError, match="quality"):
+        FocusRuntime.load("quality")
+    rt = FocusRuntime.load("quality", fallback=True, warmup=5)
+    assert rt.variant == "fast"
+
+
+def test_unknown_variant_names_the_shipped_ones(shipped_root):
+    with pytest.raises(ModelLoadError, match=r"'nope'.*\['fast', 'quality'\]"):
+        FocusRuntime.load("nope")
+
+
+def test_manifest_with_unknown_key_is_refused(identity_model):
+    m = json.loads((identity_model / "manifest.json").read_text())
+    m["pad_multiplier"] = 8
+    (identity_model / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelLoadError, match="unknown key"):
+        FocusRuntime.load(identity_model)
+
+
+def test_manifest_path_escaping_the_folder_is_refused(identity_model):
+    m = json.loads((identity_model / "manifest.json").read_text())
+    m["files"][0]["path"] = "../../etc/passwd"
+    (identity_model / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(ModelLoadError, match="outside the model folder"):
+        FocusRuntime.load(identity_model)
+
+
+def test_bare_onnx_file_loads(identity_model, tmp_path):
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes((identity_model / "model.onnx").read_bytes())
+    rt = FocusRuntime.load(bare, backend="onnxruntime", warmup=5)
+    img = np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(rt.restore(img).image, img)
+
+
+def test_restore_refuses_bad_input_with_input_error(identity_model):
+    rt = FocusRuntime.load(identity_model, warmup=5)
+    with pytest.raises(InputError, match="image"):
+        rt.restore(np.zeros((5, 5), np.uint8))
+
+
+def _engine(folder: Path, name: str, wrap=None) -> ModelEngine:
+    from virtualfocus.edge.runtime import _engine_from_source
+    from virtualfocus.edge.models import resolve_model
+
+    eng = _engine_from_source(resolve_model(folder), backend="openvino", threads=1, precision="default",
+                              max_tile=1024, overlap=32)
+    eng.name = name
+    if wrap is not None:
+        eng.backend = wrap(eng.backend)
+    return eng
+
+
+def test_guard_steps_down_the_ladder_and_emits_events(identity_model):
+    slow = _engine(identity_model, "quality", lambda b: SlowBackend(b, 0.03))
+    fast = _engine(identity_model, "fast")
+    rt = FocusRuntime([slow, fast], budget_ms=10, guard_window=10, probe_after=10_000)
+    seen = []
+    rt.events.connect(BudgetExceededEvent, seen.append)
+    rt.events.connect(FallbackEngaged, seen.append)
+    img = np.full((64, 64, 3), 128, np.uint8)
+    statuses = [rt.restore(img) for _ in range(30)]
+    assert statuses[0].variant == "quality" and statuses[-1].variant == "fast"
+    assert any(isinstance(e, BudgetExceededEvent) and e.variant == "quality" for e in seen)
+    assert any(isinstance(e, FallbackEngaged) and e.to_variant == "fast" for e in seen)
+
+
+def test_guard_reaches_passthrough_and_probes_back_up(identity_model):
+    slow = _engine(identity_model, "only", lambda b: SlowBackend(b, 0.02))
+    rt = FocusRuntime([slow], budget_ms=5, guard_window=10, probe_after=25)
+    img = np.full((32, 32), 9, np.uint8)
+    frames = [rt.restore(img) for _ in range(60)]
+    kinds = [f.status for f in frames]
+    assert FrameStatus.PASSTHROUGH in kinds
+    first_pass = kinds.index(FrameStatus.PASSTHROUGH)
+    assert FrameStatus.RESTORED in kinds[first_pass:]  # it tried the model again after probe_after frames
+    assert all(np.array_equal(f.image, img) for f in frames)
+
+
+def test_late_frames_come_back_raw_and_flagged_none_lost(identity_model):
+    slow = _engine(identity_model, "slow", lambda b: SlowBackend(b, 0.04))
+    rt = FocusRuntime([slow], budget_ms=1e6, deadline_ms=60, queue_size=64)
+    frames = [np.full((40, 40, 3), i, np.uint8) for i in range(12)]
+    futs = [rt.submit(f, meta={"i": i}) for i, f in enumerate(frames)]
+    results = [f.result(timeout=10) for f in futs]
+    rt.close()
+    assert [r.meta["i"] for r in results] == list(range(12))
+    late = [r for r in results if r.status is FrameStatus.LATE]
+    assert late and all(r.variant == "passthrough" for r in late)
+    assert {r.status for r in results} <= {FrameStatus.RESTORED, FrameStatus.LATE}
+    for r, f in zip(results, frames, strict=True):
+        np.testing.assert_array_equal(r.image, f)  # identity or raw: the pixels are the capture's
+
+
+def test_submit_never_blocks_and_delivers_every_frame_from_many_threads(identity_model):
+    rt = FocusRuntime.load(identity_model, warmup=5, queue_size=4, budget_ms=1e6, deadline_ms=1e6)
+    futures, lock = [], threading.Lock()
+    submit_ms = []
+
+    def producer(k: int) -> None:
+        for i in range(50):
+            img = np.full((360, 360, 3), (k * 50 + i) % 256, np.uint8)
+            t = time.perf_counter()
+            fut = rt.submit(img, meta={"k": k, "i": i})
+            dt = (time.perf_counter() - t) * 1e3
+            with lock:
+                futures.append(fut)
+                submit_ms.append(dt)
+
+    threads = [threading.Thread(target=producer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    results = [f.result(timeout=30) for f in futures]
+    rt.close()
+    assert len(results) == 200
+    assert {(r.meta["k"], r.meta["i"]) for r in results} == {(k, i) for k in range(4) for i in range(50)}
+    assert {r.status for r in results} <= {FrameStatus.RESTORED, FrameStatus.OVERFLOW}
+    assert sorted(r.index for r in results) == sorted(set(r.index for r in results))
+
+
+def test_backend_failure_switches_to_the_other_backend(identity_model):
+    from virtualfocus.edge.runtime import _engine_from_source
+    from virtualfocus.edge.models import resolve_model
+
+    eng = _engine_from_source(resolve_model(identity_model), backend=None, threads=1, precision="default",
+                              max_tile=1024, overlap=32)
+    eng.backend = FailingBackend(eng.backend, ok_calls=2)
+    rt = FocusRuntime([eng], budget_ms=1e6)
+    img = np.full((32, 32, 3), 77, np.uint8)
+    frames = [rt.restore(img) for _ in range(5)]
+    assert all(f.status is FrameStatus.RESTORED for f in frames)
+    assert frames[0].backend == "openvino" and frames[-1].backend == "onnxruntime"
+
+
+def test_backend_failure_without_fallback_delivers_raw_and_worker_survives(identity_model):
+    eng = _engine(identity_model, "m", lambda b: FailingBackend(b, ok_calls=1))
+    eng._fallback = None
+    rt = FocusRuntime([eng], budget_ms=1e6, deadline_ms=1e6)
+    img = np.full((32, 32, 3), 5, np.uint8)
+    results = [rt.submit(img).result(timeout=10) for _ in range(4)]
+    rt.close()
+    assert results[0].status is FrameStatus.RESTORED
+    assert all(r.status is FrameStatus.FAILED and "device lost" in r.message for r in results[1:])
+
+
+def test_rejected_input_in_submit_is_delivered_as_given(identity_model):
+    rt = FocusRuntime.load(identity_model, warmup=5)
+    bad = np.zeros((3, 3), np.uint8)
+    r = rt.submit(bad, meta={"i": 0}).result(timeout=10)
+    ok = rt.submit(np.zeros((40, 40), np.uint8)).result(timeout=10)
+    rt.close()
+    assert r.status is FrameStatus.REJECTED and "too small" in r.message and r.image.shape == (3, 3)
+    assert ok.status is FrameStatus.RESTORED
+
+
+def test_close_without_drain_resolves_every_pending_future(identity_model):
+    slow = _engine(identity_model, "slow", lambda b: SlowBackend(b, 0.05))
+    rt = FocusRuntime([slow], budget_ms=1e6, deadline_ms=1e6, queue_size=32)
+    futs = [rt.submit(np.zeros((32, 32), np.uint8)) for _ in range(10)]
+    rt.close(drain=False)
+    results = [f.result(timeout=5) for f in futs]
+    assert any(r.status is FrameStatus.CLOSED for r in results)
+    assert rt.submit(np.zeros((32, 32), np.uint8)).result(timeout=1).status is FrameStatus.CLOSED
+
+
+def test_failing_listener_is_logged_not_raised(identity_model, caplog):
+    rt = FocusRuntime.load(identity_model, warmup=5)
+    got = []
+
+    def bad(_ev):
+        raise RuntimeError("listener bug")
+
+    rt.events.connect(FrameRestored, bad)
+    rt.events.connect(FrameRestored, got.append)
+    r = rt.submit(np.zeros((32, 32), np.uint8)).result(timeout=10)
+    rt.close()
+    assert r.status is FrameStatus.RESTORED and len(got) == 1
+    assert "listener bug" in caplog.text
+
+
+def test_edge_import_does_not_import_torch():
+    code = "import sys, virtualfocus.edge, virtualfocus.edge.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
