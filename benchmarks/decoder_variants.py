@@ -17,6 +17,7 @@ VARIANTS = {
     "resize-conv": {"decoder": "resize-conv"},
     "pixelshuffle": {"decoder": "pixelshuffle"},
     "resize-conv+s2d": {"decoder": "resize-conv", "space_to_depth": 2},
+    "pixelshuffle+s2d": {"decoder": "pixelshuffle", "space_to_depth": 2},
     "transpose+s2d": {"decoder": "transpose", "space_to_depth": 2},
 }
 
@@ -32,35 +33,48 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
     from virtualfocus.export.data import Calibration, calibration_tensors
-    from virtualfocus.export.latency import onnxruntime_runner, openvino_runner, time_runner
+    from virtualfocus.export.latency import onnxruntime_runner, openvino_runner, time_runners
     from virtualfocus.export.onnx_export import export_onnx, padded_size
     from virtualfocus.export.openvino_ir import conv_node_names, convert_onnx_to_ir, save_ir
     from virtualfocus.export.quantize import quantize_openvino
     from virtualfocus.training.registry import create_model
 
-    rows = []
+    runners: dict[str, object] = {}
+    info: dict[str, dict[str, object]] = {}
+    tmp = tempfile.TemporaryDirectory()
     for label, over in VARIANTS.items():
         torch.manual_seed(0)
         m = create_model(args.arch, **over).eval()
         s = padded_size(args.size, m.pad_multiple)
-        x = np.zeros((1, 3, s, s), np.float32)
-        with tempfile.TemporaryDirectory() as d:
-            onnx = export_onnx(m, Path(d) / "m.onnx", in_channels=3, size=(s, s), dynamic=True)
-            ov_model = convert_onnx_to_ir(onnx)
-            save_ir(ov_model, Path(d) / "m.xml", compress_to_fp16=False)
-            calib = calibration_tensors(Calibration(stacks=2, size=args.size), multiple=m.pad_multiple)
-            convs = conv_node_names(ov_model)
-            q, _ = quantize_openvino(ov_model, calib, ignored_names=[convs[0], convs[-1]])
-            save_ir(q, Path(d) / "q.xml", compress_to_fp16=False)
-            q_all, _ = quantize_openvino(ov_model, calib)
-            save_ir(q_all, Path(d) / "qa.xml", compress_to_fp16=False)
-            shape = (1, 3, s, s)
-            r = {"variant": label, "pad": s, "params": sum(t.numel() for t in m.parameters()),
-                 "ov_default": time_runner(openvino_runner(Path(d) / "m.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
-                 "ov_f32": time_runner(openvino_runner(Path(d) / "m.xml", precision="f32", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
-                 "ov_int8": time_runner(openvino_runner(Path(d) / "q.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
-                 "ov_int8_all": time_runner(openvino_runner(Path(d) / "qa.xml", shape=shape, threads=args.threads), x, runs=args.runs)["p50"],
-                 "ort_fp32": time_runner(onnxruntime_runner(onnx, threads=args.threads), x, runs=args.runs)["p50"]}
+        d = Path(tmp.name) / label
+        d.mkdir()
+        onnx = export_onnx(m, d / "m.onnx", in_channels=3, size=(s, s), dynamic=True)
+        ov_model = convert_onnx_to_ir(onnx)
+        save_ir(ov_model, d / "m.xml", compress_to_fp16=False)
+        calib = calibration_tensors(Calibration(stacks=2, size=args.size), multiple=m.pad_multiple)
+        convs = conv_node_names(ov_model)
+        q, _ = quantize_openvino(ov_model, calib, ignored_names=[convs[0], convs[-1]])
+        save_ir(q, d / "q.xml", compress_to_fp16=False)
+        q_all, _ = quantize_openvino(ov_model, calib)
+        save_ir(q_all, d / "qa.xml", compress_to_fp16=False)
+        shape = (1, 3, s, s)
+        info[label] = {"pad": s, "params": sum(t.numel() for t in m.parameters()), "x": np.zeros(shape, np.float32)}
+        runners[f"{label}|ov_default"] = openvino_runner(d / "m.xml", shape=shape, threads=args.threads)
+        runners[f"{label}|ov_f32"] = openvino_runner(d / "m.xml", precision="f32", shape=shape, threads=args.threads)
+        runners[f"{label}|ov_int8"] = openvino_runner(d / "q.xml", shape=shape, threads=args.threads)
+        runners[f"{label}|ov_int8_all"] = openvino_runner(d / "qa.xml", shape=shape, threads=args.threads)
+        runners[f"{label}|ort_fp32"] = onnxruntime_runner(onnx, threads=args.threads)
+    # Every runner gets its own padded input; all are timed round-robin (fair under shared load).
+    inputs = {k: info[k.split("|")[0]]["x"] for k in runners}
+    res = time_runners({k: (lambda _x, r=r, x=inputs[k]: r(x)) for k, r in runners.items()}, np.zeros(1),
+                       runs=args.runs)
+    tmp.cleanup()
+    rows = []
+    for label in VARIANTS:
+        r = {"variant": label, "pad": info[label]["pad"], "params": info[label]["params"]}
+        for kind in ("ov_default", "ov_f32", "ov_int8", "ov_int8_all", "ort_fp32"):
+            r[kind] = res[f"{label}|{kind}"]["p50"]
+            r[kind + "_p95"] = res[f"{label}|{kind}"]["p95"]
         rows.append(r)
         print(json.dumps(r), flush=True)
     print("\n| variant | pad | params | OV default (bf16) | OV f32 | OV INT8 (first/last float) | OV INT8 (all) | ORT fp32 |")

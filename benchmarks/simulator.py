@@ -16,7 +16,6 @@ import multiprocessing as mp
 import time
 
 import numpy as np
-
 from virtualfocus.edge.optics import add_camera_noise
 from virtualfocus.edge.simulate import SimConfig, _focus_measure_green, make_field, simulate_stack
 
@@ -37,7 +36,13 @@ def breakdown(size: int, n: int = 6) -> dict[str, float]:
     cfg = SimConfig(size=size)
     for i in range(3):
         simulate_stack(20_000_000 + i, config=cfg)
-    times: dict[str, list[float]] = {"field": [], "fft+render": [], "noise": [], "focus measure": [], "total": []}
+    times: dict[str, list[float]] = {
+        "field": [],
+        "fft+render": [],
+        "noise": [],
+        "focus measure": [],
+        "total": [],
+    }
     for i in range(n):
         rng = np.random.default_rng(i)
         t0 = time.perf_counter()

@@ -122,8 +122,17 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         s_spec, student, pruned = t_spec, copy.deepcopy(t_net), True
     else:
         raise InputError(f"recipe {recipe.name!r}: unknown method {recipe.method!r}")
-    pool, data_desc = _pool(data, seed=seed, crop=recipe.crop)
-    sampler = PairSampler(pool, crop=recipe.crop, batch_size=recipe.batch_size, inputs=inputs,
+    # Both networks must run on the training crops: round the crop up to a multiple of both pad multiples
+    # (an 8-level teacher needs 256).
+    import math
+
+    ms, mt = int(student.pad_multiple), int(t_net.pad_multiple)
+    mult = ms * mt // math.gcd(ms, mt)
+    crop = -(-recipe.crop // mult) * mult
+    if crop != recipe.crop:
+        say(f"crop {recipe.crop} → {crop} (multiple of the teacher's and the student's pad multiples)")
+    pool, data_desc = _pool(data, seed=seed, crop=crop)
+    sampler = PairSampler(pool, crop=crop, batch_size=recipe.batch_size, inputs=inputs,
                           max_defocus_um=recipe.max_defocus_um, seed=seed)
     val = ValidationSet(stacks=eval_stacks, size=eval_size, seed=2000)
     val_stacks = simulated_stacks(val.stacks, seed=val.seed, size=val.size)
@@ -152,7 +161,8 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
             losses.extend(h)
             return h[-1].total
 
-        ex = torch.zeros(1, 3 * inputs, int(student.pad_multiple) * 2, int(student.pad_multiple) * 2)
+        n_ex = -(-32 // ms) * ms  # smallest multiple of the pad multiple ≥ 32: tracing needs no more
+        ex = torch.zeros(1, 3 * inputs, n_ex, n_ex)
         rows = prune_generator(student, ratio=recipe.ratio, example=ex, round_to=recipe.round_to,
                                importance=recipe.importance, global_pruning=recipe.global_pruning,
                                layer_ratios=dict(recipe.layer_ratios), iterative_steps=recipe.iterative_steps,
@@ -180,8 +190,9 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     steps = recipe.steps
+    summary["crop"] = crop
     cfg = TrainConfig(model=s_spec.name, data=(data_desc,), device="cpu", steps=steps, batch_size=recipe.batch_size,
-                      crop=recipe.crop, seed=seed, val_every=0, amp=False, progress=False)
+                      crop=crop, seed=seed, val_every=0, amp=False, progress=False)
     payload = {"models": {"model": student.state_dict()}, "step": steps, "pruned": pruned, "recipe": recipe.name}
     from virtualfocus.edge.manifest import write_json_atomic
 

@@ -170,7 +170,8 @@ class OpenVINOBackend:
         if not self._cache:
             return "unknown"
         entry = next(iter(self._cache.values()))
-        return str(entry.compiled.get_property("INFERENCE_PRECISION_HINT"))  # type: ignore[attr-defined]
+        t = entry.compiled.get_property("INFERENCE_PRECISION_HINT")  # type: ignore[attr-defined]
+        return {"bf16": "bf16", "f32": "f32", "f16": "f16"}.get(str(getattr(t, "to_string", lambda: t)()), str(t))
 
 
 class OnnxRuntimeBackend:

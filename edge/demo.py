@@ -91,7 +91,7 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
     }
     write_json_atomic(out / "report.json", summary)
 
-    keys = ("mse", "psnr", "ssim", "fr", "fpw")
+    keys = ("MSE", "PSNR", "SSIM", "FR", "FPW")
     md = [
         f"# virtualfocus demo — {report.variant}{'' if report.trained else ' (UNTRAINED)'}",
         "",
@@ -102,7 +102,7 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
         "",
         "Metrics against the in-focus plane (thesis chapter 5; MSE on the 0..255 scale, PSNR capped at 50 dB).",
         "",
-        "| focus (µm) | " + " | ".join(f"{k.upper()} in → out" for k in keys) + " |",
+        "| focus (µm) | " + " | ".join(f"{k} in → out" for k in keys) + " |",
         "|---|" + "---|" * len(keys),
     ]
     for r in rows:
@@ -112,7 +112,7 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
     (out / "report.md").write_text("\n".join(md))
 
     off = [r for r in rows if abs(r["offset_um"]) >= 0.6]
-    gain = np.mean([r["restored"]["psnr"] - r["input"]["psnr"] for r in off]) if off else float("nan")
+    gain = np.mean([r["restored"]["PSNR"] - r["input"]["PSNR"] for r in off]) if off else float("nan")
     print(f"restored {len(rows)} planes of {stack.name} into {out}/ (report.md, panel.png)")
     print(f"latency per frame: p50 {summary['latency_ms']['p50']:.2f} ms, max {summary['latency_ms']['max']:.2f} ms")
     print(f"mean PSNR change at |defocus| ≥ 0.6 µm: {gain:+.2f} dB")

@@ -101,7 +101,9 @@ def green(img: np.ndarray, *, name: str = "image") -> np.ndarray:
 
 def _check_size(a: np.ndarray, name: str) -> None:
     if min(a.shape[:2]) <= 2 * _R:
-        raise InputError(f"{name}: {a.shape[0]}×{a.shape[1]} is too small; the focus filters need more than 12 px")
+        raise InputError(
+            f"{name}: {a.shape[0]}×{a.shape[1]} is too small; the focus filters need more than 12 px"
+        )
 
 
 def _responses(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +145,9 @@ def _pair(y: np.ndarray, yhat: np.ndarray, names: tuple[str, str]) -> tuple[np.n
     a = to_255(y, name=names[0])
     b = to_255(yhat, name=names[1])
     if a.shape != b.shape:
-        raise InputError(f"{names[1]}: shape {b.shape} differs from {names[0]} {a.shape}; expected equal shapes")
+        raise InputError(
+            f"{names[1]}: shape {b.shape} differs from {names[0]} {a.shape}; expected equal shapes"
+        )
     return a, b
 
 
@@ -234,7 +238,9 @@ def score_pair(y: np.ndarray | _Reference, yhat: np.ndarray, *, ssim_on: bool = 
     ref = y if isinstance(y, _Reference) else _Reference(y)
     b = to_255(yhat, name="image")
     if b.shape != ref.y.shape:
-        raise InputError(f"image: shape {b.shape} differs from ground truth {ref.y.shape}; expected equal shapes")
+        raise InputError(
+            f"image: shape {b.shape} differs from ground truth {ref.y.shape}; expected equal shapes"
+        )
     d = ref.y.astype(np.float64) - b
     m = float(np.mean(d * d))
     if m == 0.0:
@@ -367,12 +373,16 @@ def success_tables(
         )
     band_cols = [int(np.argmin(np.abs(lv - b))) for b in sharp_band if np.min(np.abs(lv - b)) < 1e-6]
     if not band_cols:
-        raise InputError(f"success_tables: none of the sharp-band levels {tuple(sharp_band)} is among {lv.tolist()}")
+        raise InputError(
+            f"success_tables: none of the sharp-band levels {tuple(sharp_band)} is among {lv.tolist()}"
+        )
     with np.errstate(all="ignore"):
         band = x[:, band_cols]
         if np.any(np.all(np.isnan(band), axis=1)):
             bad = np.flatnonzero(np.all(np.isnan(band), axis=1)).tolist()
-            raise InputError(f"success_tables: stacks {bad} have no input plane in the sharp band {tuple(sharp_band)}")
+            raise InputError(
+                f"success_tables: stacks {bad} have no input plane in the sharp band {tuple(sharp_band)}"
+            )
         thresh = np.nanmax(band, axis=1)  # worst sharp-band input of each stack
         ok = y <= thresh[:, None]
         valid = ~np.isnan(y)
@@ -382,7 +392,9 @@ def success_tables(
         for lo, hi in intervals:
             cols = (lv >= lo - 1e-9) & (lv <= hi + 1e-9)
             n = valid[:, cols].sum()
-            per_interval[f"{lo:g}:{hi:g}"] = float(100.0 * (ok & valid)[:, cols].sum() / n) if n else float("nan")
+            per_interval[f"{lo:g}:{hi:g}"] = (
+                float(100.0 * (ok & valid)[:, cols].sum() / n) if n else float("nan")
+            )
         # appendix A: which input level's score is the tightest upper bound of the restored score
         z = lv.size
         match = np.zeros((z, z + 1))

@@ -43,8 +43,8 @@ __all__ = [
     "Camera",
     "Optics",
     "add_camera_noise",
-    "fast_len",
     "best_focus_shift",
+    "fast_len",
     "motion_otf",
     "otf",
     "psf",
@@ -134,15 +134,25 @@ class Optics:
 
     def __post_init__(self) -> None:
         if not 0 < self.na < self.immersion_index:
-            raise InputError(f"Optics.na={self.na}; expected 0 < na < immersion_index ({self.immersion_index})")
+            raise InputError(
+                f"Optics.na={self.na}; expected 0 < na < immersion_index ({self.immersion_index})"
+            )
         if not 0 <= self.condenser_na <= self.immersion_index:
-            raise InputError(f"Optics.condenser_na={self.condenser_na}; expected 0 ≤ condenser_na ≤ immersion_index")
+            raise InputError(
+                f"Optics.condenser_na={self.condenser_na}; expected 0 ≤ condenser_na ≤ immersion_index"
+            )
         if len(self.wavelengths_um) != 3 or min(self.wavelengths_um) <= 0:
-            raise InputError(f"Optics.wavelengths_um={self.wavelengths_um}; expected three positive µm values (R, G, B)")
+            raise InputError(
+                f"Optics.wavelengths_um={self.wavelengths_um}; expected three positive µm values (R, G, B)"
+            )
         if len(self.chromatic_shift_um) != 3:
-            raise InputError(f"Optics.chromatic_shift_um={self.chromatic_shift_um}; expected three µm values (R, G, B)")
+            raise InputError(
+                f"Optics.chromatic_shift_um={self.chromatic_shift_um}; expected three µm values (R, G, B)"
+            )
         if not 0 < self.focal_shift_positive <= 2:
-            raise InputError(f"Optics.focal_shift_positive={self.focal_shift_positive}; expected 0 < value ≤ 2")
+            raise InputError(
+                f"Optics.focal_shift_positive={self.focal_shift_positive}; expected 0 < value ≤ 2"
+            )
         if self.pixel_um <= 0:
             raise InputError(f"Optics.pixel_um={self.pixel_um}; expected a positive pixel size in µm")
         # tuples may arrive as lists from JSON: normalise so the object stays hashable (it is a cache key)
@@ -218,7 +228,11 @@ class Camera:
         return np.uint8 if self.bit_depth == 8 else np.uint16
 
     def to_dict(self) -> dict[str, object]:
-        return {"full_well_e": self.full_well_e, "read_noise_e": self.read_noise_e, "bit_depth": self.bit_depth}
+        return {
+            "full_well_e": self.full_well_e,
+            "read_noise_e": self.read_noise_e,
+            "bit_depth": self.bit_depth,
+        }
 
 
 # --------------------------------------------------------------------------------------------------- PSF / OTF
@@ -395,7 +409,9 @@ def _focus_filter_power(shape: tuple[int, int]) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def best_focus_shift(optics: Optics, *, channel: int = 1, span_um: float = 1.0, step_um: float = 0.01) -> float:
+def best_focus_shift(
+    optics: Optics, *, channel: int = 1, span_um: float = 1.0, step_um: float = 0.01
+) -> float:
     """Defocus (µm) at which the thesis focus measure of a white-noise object peaks for ``channel``.
 
     With spherical aberration the plane of best focus moves away from the paraxial focus; the simulator puts the
@@ -505,7 +521,9 @@ def add_camera_noise(intensity: np.ndarray, camera: Camera, rng: np.random.Gener
     inten = np.asarray(intensity, dtype=np.float32)
     lo = float(inten.min()) if inten.size else 0.0
     if not math.isfinite(lo) or not math.isfinite(float(inten.max())):
-        raise InputError("add_camera_noise: intensity has NaN or infinite values; expected finite 0..1 values")
+        raise InputError(
+            "add_camera_noise: intensity has NaN or infinite values; expected finite 0..1 values"
+        )
     levels = float((1 << camera.bit_depth) - 1)
     fw = float(camera.full_well_e)
     # in digital numbers: mean I·L, variance I·L²/fw (shot) + (r·L/fw)² (read)

@@ -241,12 +241,15 @@ def _engine_from_source(
     if not kinds:
         raise ModelLoadError("neither OpenVINO nor ONNX Runtime is installed; install `virtualfocus` with its core deps")
 
+    if precision not in _PRECISIONS:
+        raise ModelLoadError(f"precision={precision!r} is not known; expected one of {list(_PRECISIONS)}")
+
     def file_for(kind: BackendKind) -> ModelFile | None:
-        prec = None if precision == "default" else _file_precision(precision)
-        f = m.select(kind.value, prec)
-        if f is None and prec is not None:
-            f = m.select(kind.value, "fp32")
-        return f
+        if precision in ("int8", "fp16", "fp32"):  # a file precision: run exactly that file
+            return m.select(kind.value, precision)
+        if precision in ("f32", "bf16", "f16"):  # an execution precision: prefer full-precision weights
+            return m.select(kind.value, "fp32") or m.select(kind.value)
+        return m.select(kind.value)  # default: the fastest file the model ships
 
     def build(kind: BackendKind, f: ModelFile) -> Backend:
         is_ir = f.path.endswith(".xml")
@@ -287,8 +290,8 @@ def _engine_from_source(
     raise ModelLoadError(f"{src.origin}: no backend could load it ({'; '.join(errors)})")
 
 
-def _file_precision(p: str) -> str:
-    return {"f32": "fp32", "fp32": "fp32", "bf16": "fp32", "f16": "fp16", "fp16": "fp16", "int8": "int8"}.get(p, p)
+#: ``precision`` values of :meth:`FocusRuntime.load`: "default", OpenVINO execution hints, or a shipped file's precision.
+_PRECISIONS = ("default", "f32", "bf16", "f16", "fp32", "fp16", "int8")
 
 
 # ---------------------------------------------------------------------------------------------------------------

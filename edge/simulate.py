@@ -22,8 +22,8 @@ Example
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +42,8 @@ __all__ = [
     "WBC_TYPES",
     "SimConfig",
     "SmearField",
+    "capture_stack",
+    "focus_frame",
     "main",
     "make_field",
     "render_field",
@@ -52,7 +54,13 @@ GENERATOR_VERSION = 1
 WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 _LOG10 = math.log(10.0)
 # How often each white-cell type is drawn (rarer types over-represented versus blood, for training diversity).
-_WBC_FREQUENCY = {"neutrophil": 0.45, "lymphocyte": 0.30, "monocyte": 0.12, "eosinophil": 0.08, "basophil": 0.05}
+_WBC_FREQUENCY = {
+    "neutrophil": 0.45,
+    "lymphocyte": 0.30,
+    "monocyte": 0.12,
+    "eosinophil": 0.08,
+    "basophil": 0.05,
+}
 
 
 @dataclass(frozen=True)
@@ -130,7 +138,9 @@ class SimConfig:
             )
         bad = [t for t in self.wbc_types if t not in WBC_TYPES]
         if bad or not self.wbc_types:
-            raise InputError(f"SimConfig.wbc_types={self.wbc_types}; expected a non-empty subset of {WBC_TYPES}")
+            raise InputError(
+                f"SimConfig.wbc_types={self.wbc_types}; expected a non-empty subset of {WBC_TYPES}"
+            )
         if not 0 <= self.motion_probability <= 1:
             raise InputError(f"SimConfig.motion_probability={self.motion_probability}; expected 0..1")
         if self.focus_map_um < 0:
@@ -139,7 +149,7 @@ class SimConfig:
     @property
     def offsets_um(self) -> np.ndarray:
         """Nominal focus offsets of the planes (µm), symmetric around 0."""
-        n = int(round(self.z_half_range_um / self.z_step_um))
+        n = round(self.z_half_range_um / self.z_step_um)
         return np.round(np.arange(-n, n + 1) * self.z_step_um, 6)
 
     def to_dict(self) -> dict[str, Any]:
@@ -219,7 +229,9 @@ class SmearField:
             self._spectra = _rfft2(np.moveaxis(self.absorbed, -1, 1)).astype(np.complex64)
         return self._spectra
 
-    def intensity(self, offsets_um: Sequence[float] | np.ndarray, *, motion: np.ndarray | None = None) -> np.ndarray:
+    def intensity(
+        self, offsets_um: Sequence[float] | np.ndarray, *, motion: np.ndarray | None = None
+    ) -> np.ndarray:
         """Noise-free relative intensity ``(Z, H, W, 3)`` float32 (1.0 = top of the camera range)."""
         offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
         if not np.all(np.isfinite(offsets)):
@@ -246,7 +258,13 @@ class SmearField:
     def _flat_intensity(self, offsets: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
         h, w = self.size
         a = render_layers(
-            self.spectra, self.depths_um, offsets, self.optics, self.canvas_shape, extra_otf=motion, crop=(h, w)
+            self.spectra,
+            self.depths_um,
+            offsets,
+            self.optics,
+            self.canvas_shape,
+            extra_otf=motion,
+            crop=(h, w),
         )
         # intensity = background · illumination · (1 − absorbed), as gain − gain·absorbed in two passes
         gain = np.broadcast_to(self.background, (h, w, 3))
@@ -340,7 +358,7 @@ class _Canvas:
         self.layers: dict[int, np.ndarray] = {}
 
     def add(self, depth_um: float, y0: int, x0: int, od: np.ndarray) -> None:
-        key = int(round(depth_um / self.q))
+        key = round(depth_um / self.q)
         layer = self.layers.get(key)
         if layer is None:
             layer = self.layers[key] = np.zeros((self.p, self.p, 3), np.float32)
@@ -369,11 +387,13 @@ def _soft_disc_mask(r: np.ndarray, radius: float, soft: float = 0.7) -> np.ndarr
     return np.clip((radius - r) / soft + 0.5, 0.0, 1.0)
 
 
-def _rbc(rng: np.random.Generator, px: float, stain: np.ndarray, radius_um: float) -> tuple[np.ndarray, float]:
+def _rbc(
+    rng: np.random.Generator, px: float, stain: np.ndarray, radius_um: float
+) -> tuple[np.ndarray, float]:
     """One red cell: Evans–Fung biconcave thickness profile → optical density patch, and its radius (px)."""
     kind = rng.random()
     r_px = radius_um / px
-    half = int(math.ceil(r_px * 1.15)) + 2
+    half = math.ceil(r_px * 1.15) + 2
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
     ang = rng.uniform(0, np.pi)
     ca, sa = math.cos(ang), math.sin(ang)
@@ -384,7 +404,11 @@ def _rbc(rng: np.random.Generator, px: float, stain: np.ndarray, radius_um: floa
         aspect = float(rng.uniform(1.2, 1.5))
     r = np.sqrt((u / aspect) ** 2 + (v * aspect) ** 2)
     theta = np.arctan2(v, u)
-    wobble = 1.0 + 0.025 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.015 * np.sin(3 * theta + rng.uniform(0, 6.3))
+    wobble = (
+        1.0
+        + 0.025 * np.sin(2 * theta + rng.uniform(0, 6.3))
+        + 0.015 * np.sin(3 * theta + rng.uniform(0, 6.3))
+    )
     if kind > 0.94:  # echinocyte-like crenation
         wobble = wobble + 0.04 * np.maximum(np.sin(rng.integers(10, 16) * theta + rng.uniform(0, 6.3)), 0)
     rn = r / (r_px * wobble)
@@ -411,27 +435,33 @@ def _wbc(
     rng: np.random.Generator, px: float, kind: str, stain_scale: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """One white cell: (cytoplasm OD, nucleus OD, nucleus centre offset (dy, dx)) patches of equal size."""
-    radius_um = {"neutrophil": 6.0, "lymphocyte": 4.6, "monocyte": 7.5, "eosinophil": 6.3, "basophil": 5.6}[kind]
+    radius_um = {"neutrophil": 6.0, "lymphocyte": 4.6, "monocyte": 7.5, "eosinophil": 6.3, "basophil": 5.6}[
+        kind
+    ]
     radius_um *= float(rng.uniform(0.9, 1.12))
     r = radius_um / px
-    half = int(math.ceil(r * 1.12)) + 3
+    half = math.ceil(r * 1.12) + 3
     n = 2 * half + 1
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
     rr = np.hypot(yy, xx)
     theta = np.arctan2(yy, xx)
-    wob = 1.0 + 0.03 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.02 * np.sin(5 * theta + rng.uniform(0, 6.3))
+    wob = (
+        1.0 + 0.03 * np.sin(3 * theta + rng.uniform(0, 6.3)) + 0.02 * np.sin(5 * theta + rng.uniform(0, 6.3))
+    )
     cyto = _soft_disc_mask(rr, r * wob, 1.0)
 
     def poly(points: list[tuple[float, float]], width: float) -> Any:
         def draw(m: np.ndarray, s: int) -> None:
             pts = [(int((x + half) * s), int((y + half) * s)) for y, x in points]
-            for a, b in zip(pts[:-1], pts[1:], strict=False):
+            for a, b in itertools.pairwise(pts):
                 cv2.line(m, a, b, 255, max(1, int(width * s)), cv2.LINE_AA)
 
         return draw
 
     if kind in ("neutrophil", "eosinophil", "basophil"):
-        lobes = {"neutrophil": int(rng.integers(3, 6)), "eosinophil": 2, "basophil": int(rng.integers(2, 4))}[kind]
+        lobes = {"neutrophil": int(rng.integers(3, 6)), "eosinophil": 2, "basophil": int(rng.integers(2, 4))}[
+            kind
+        ]
         lobe_r = r * float(rng.uniform(0.24, 0.3)) * (1.25 if lobes == 2 else 1.0)
         # lobes along a random arc inside the cell, joined by thin chromatin strands
         a0 = rng.uniform(0, 2 * np.pi)
@@ -439,7 +469,10 @@ def _wbc(
         rad = r * rng.uniform(0.35, 0.5)
         cy, cx = rng.normal(0, r * 0.05, 2)
         centres = [
-            (cy + rad * math.sin(a0 + arc * i / max(lobes - 1, 1)), cx + rad * math.cos(a0 + arc * i / max(lobes - 1, 1)))
+            (
+                cy + rad * math.sin(a0 + arc * i / max(lobes - 1, 1)),
+                cx + rad * math.cos(a0 + arc * i / max(lobes - 1, 1)),
+            )
             for i in range(lobes)
         ]
 
@@ -449,8 +482,15 @@ def _wbc(
                 ax = lobe_r * rng.uniform(0.85, 1.15)
                 ay = lobe_r * rng.uniform(0.75, 1.05)
                 cv2.ellipse(
-                    m, (int((x + half) * s), int((y + half) * s)), (int(ax * s), int(ay * s)),
-                    float(rng.uniform(0, 180)), 0, 360, 255, -1, cv2.LINE_AA,
+                    m,
+                    (int((x + half) * s), int((y + half) * s)),
+                    (int(ax * s), int(ay * s)),
+                    float(rng.uniform(0, 180)),
+                    0,
+                    360,
+                    255,
+                    -1,
+                    cv2.LINE_AA,
                 )
 
         nuc = _shape_mask(n, n, draw_lobes)
@@ -470,7 +510,11 @@ def _wbc(
         )
         nuc = np.clip(body - notch, 0, 1)
     nuc = np.minimum(nuc, cyto)
-    chrom = 0.78 + 0.22 * _smooth_noise(rng, (n, n), int(n * px / 0.6)) + 0.1 * _smooth_noise(rng, (n, n), int(n * px / 0.25))
+    chrom = (
+        0.78
+        + 0.22 * _smooth_noise(rng, (n, n), int(n * px / 0.6))
+        + 0.1 * _smooth_noise(rng, (n, n), int(n * px / 0.25))
+    )
     nuc_od = {  # per-channel OD of chromatin (haematoxylin/azure: absorbs red and green, passes blue)
         "neutrophil": (0.62, 0.80, 0.26),
         "lymphocyte": (0.70, 0.88, 0.28),
@@ -509,7 +553,7 @@ def _wbc(
 
 def _platelet(rng: np.random.Generator, px: float, stain_scale: np.ndarray) -> np.ndarray:
     r = float(rng.uniform(0.8, 1.5)) / px
-    half = int(math.ceil(r * 1.3)) + 2
+    half = math.ceil(r * 1.3) + 2
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1].astype(np.float32)
     theta = np.arctan2(yy, xx)
     wob = 1.0 + 0.15 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.1 * np.sin(3 * theta + rng.uniform(0, 6.3))
@@ -525,7 +569,9 @@ def _snap(v: float) -> float:
     return round(round(v / _DEPTH_QUANTUM_UM) * _DEPTH_QUANTUM_UM, 6)
 
 
-def _parseval_focus(absorbed: np.ndarray, depths: np.ndarray, optics: Optics, *, span_um: float = 1.0) -> float:
+def _parseval_focus(
+    absorbed: np.ndarray, depths: np.ndarray, optics: Optics, *, span_um: float = 1.0
+) -> float:
     """Offset (µm, 0.05 grid) maximising the noise-free green-channel focus measure, via Parseval.
 
     ``F`` of the rendered green channel is ``Σ_f W(f) |Σ_k OTF(o − d_k)(f) A_k(f)|²`` with ``W`` the power response
@@ -534,7 +580,9 @@ def _parseval_focus(absorbed: np.ndarray, depths: np.ndarray, optics: Optics, *,
     from .optics import _rfft2, otf
 
     p = absorbed.shape[1] // 2 * 2
-    sub = np.stack([cv2.resize(a[:p, :p, 1], (p // 2, p // 2), interpolation=cv2.INTER_AREA) for a in absorbed])
+    sub = np.stack(
+        [cv2.resize(a[:p, :p, 1], (p // 2, p // 2), interpolation=cv2.INTER_AREA) for a in absorbed]
+    )
     shape = (sub.shape[1], sub.shape[2])
     spec = _rfft2(sub)
     fy = np.fft.fftfreq(shape[0])[:, None] / 2  # in cycles per original pixel
@@ -555,6 +603,25 @@ def _parseval_focus(absorbed: np.ndarray, depths: np.ndarray, optics: Optics, *,
     best = float(coarse[int(np.argmax([score(o) for o in coarse]))])
     fine = np.round(best + np.arange(-0.15, 0.151, 0.05), 6)
     return float(fine[int(np.argmax([score(o) for o in fine]))])
+
+
+def focus_frame(
+    absorbed: np.ndarray,
+    depths_um: np.ndarray,
+    optics: Optics,
+    *,
+    rng: np.random.Generator,
+    jitter_um: float = 0.0,
+) -> tuple[np.ndarray, float]:
+    """Layer depths re-expressed so that focus offset 0 is the sharpest plane (noise-free green focus measure).
+
+    Returns ``(depths − focus, focus)``; ``focus`` lies on the 0.05 µm grid and includes a uniform random
+    sub-step error of ±``jitter_um`` (the autofocus never lands exactly on the best plane).
+    """
+    jitter = float(rng.uniform(-jitter_um, jitter_um)) if jitter_um > 0 else 0.0
+    focus = _snap(best_focus_shift(optics) + jitter)
+    focus += _snap(_parseval_focus(absorbed, np.asarray(depths_um) - focus, optics))
+    return np.round(np.asarray(depths_um) - focus, 6), focus
 
 
 def make_field(
@@ -584,11 +651,19 @@ def make_field(
     sv = cfg.stain_variation
 
     # stain: per-field multiplicative factors per channel for eosin (red cells) and azure (nuclei)
-    rbc_stain = np.array((0.009, 0.066, 0.042), np.float32) * np.exp(rng.normal(0, 0.12 * sv, 3)).astype(np.float32)
+    rbc_stain = np.array((0.009, 0.066, 0.042), np.float32) * np.exp(rng.normal(0, 0.12 * sv, 3)).astype(
+        np.float32
+    )
     rbc_stain *= np.float32(np.exp(rng.normal(0, 0.15 * sv)))
-    nuc_scale = np.exp(rng.normal(0, 0.1 * sv, 3)).astype(np.float32) * np.float32(np.exp(rng.normal(0, 0.12 * sv)))
+    nuc_scale = np.exp(rng.normal(0, 0.1 * sv, 3)).astype(np.float32) * np.float32(
+        np.exp(rng.normal(0, 0.12 * sv))
+    )
     background = np.clip(
-        np.array((0.86, 0.89, 0.86)) * np.exp(rng.normal(0, 0.035 * sv, 3)) * np.exp(rng.normal(0, 0.05 * sv)), 0.5, 0.97
+        np.array((0.86, 0.89, 0.86))
+        * np.exp(rng.normal(0, 0.035 * sv, 3))
+        * np.exp(rng.normal(0, 0.05 * sv)),
+        0.5,
+        0.97,
     )
 
     # white cell near the centre, higher than the red cells
@@ -599,11 +674,11 @@ def make_field(
     wcy = out_size / 2 + rng.normal(0, out_size * 0.06)
     wcx = out_size / 2 + rng.normal(0, out_size * 0.06)
     wbc_depth = float(rng.uniform(*cfg.wbc_height_um))
-    y0, x0 = int(round(wcy)) - wh // 2, int(round(wcx)) - wh // 2
+    y0, x0 = round(wcy) - wh // 2, round(wcx) - wh // 2
     canvas.add(wbc_depth, y0, x0, c_od)
     canvas.add(wbc_depth + 0.15, y0, x0, n_od)  # the nucleus bulges above the cytoplasm
     wbc_r = wh / 2 * 0.85
-    nucleus = [[int(round(wcy + ncy)) % p, int(round(wcx + ncx)) % p]]
+    nucleus = [[round(wcy + ncy) % p, round(wcx + ncx) % p]]
 
     # red cells: random sequential placement with limited overlap, avoiding the white cell's core
     target = float(rng.uniform(*cfg.rbc_coverage)) * p * p
@@ -635,7 +710,7 @@ def make_field(
         covered += math.pi * r_px * r_px
         hh = od.shape[0]
         depth = rng.normal(0.0, cfg.rbc_depth_sd_um)
-        canvas.add(depth, int(round(cy)) - hh // 2, int(round(cx)) - hh // 2, od)
+        canvas.add(depth, round(cy) - hh // 2, round(cx) - hh // 2, od)
 
     for _ in range(int(rng.integers(cfg.platelets[0], cfg.platelets[1] + 1) * (p * p) / (401 * 401))):
         od = _platelet(rng, px, nuc_scale)
@@ -644,17 +719,15 @@ def make_field(
         canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
 
     # faint plasma/background stain
-    plasma = (0.006 + 0.004 * _smooth_noise(rng, (p, p), 6))[..., None] * np.array((0.5, 1.0, 0.6), np.float32)
+    plasma = (0.006 + 0.004 * _smooth_noise(rng, (p, p), 6))[..., None] * np.array(
+        (0.5, 1.0, 0.6), np.float32
+    )
     canvas.add(0.0, 0, 0, plasma.astype(np.float32))
 
     absorbed, depths = canvas.composite()
     # Offsets are "focal plane − object depth"; shifting depths by the focus position puts best focus at 0.
     # Depths and focus live on a 0.05 µm grid so that transfer functions are shared between stacks (cache).
-    jitter = float(rng.uniform(-cfg.focus_jitter_um, cfg.focus_jitter_um))
-    focus = _snap(best_focus_shift(optics) + jitter)
-    depths_focus = depths - focus
-    focus += _snap(_parseval_focus(absorbed, depths_focus, optics))
-    depths_focus = np.round(depths - focus, 6)
+    depths_focus, focus = focus_frame(absorbed, depths, optics, rng=rng, jitter_um=cfg.focus_jitter_um)
 
     illumination = None
     if cfg.vignetting > 0:
@@ -675,7 +748,12 @@ def make_field(
     if cfg.focus_map_um > 0:
         yy, xx = np.mgrid[0:out_size, 0:out_size].astype(np.float32) / out_size - 0.5
         a, b, c = rng.normal(0, 1, 3)
-        surf = a * yy + b * xx + c * (yy * yy + xx * xx - 1 / 6) + 0.3 * _smooth_noise(rng, (out_size, out_size), 3)
+        surf = (
+            a * yy
+            + b * xx
+            + c * (yy * yy + xx * xx - 1 / 6)
+            + 0.3 * _smooth_noise(rng, (out_size, out_size), 3)
+        )
         surf = surf - surf.mean()
         focus_map = (surf / max(np.ptp(surf), 1e-6) * cfg.focus_map_um).astype(np.float32)
         t = cfg.focus_map_tiles
@@ -702,29 +780,17 @@ def _focus_measure_green(planes: np.ndarray) -> np.ndarray:
     return np.array([focus_measure(p) for p in planes])
 
 
-def simulate_stack(seed: int, *, config: SimConfig | None = None, name: str | None = None) -> ZStack:
-    """Simulate one labelled z-stack.
-
-    Parameters
-    ----------
-    seed : int
-        Everything (field, stain, noise, blur) is drawn from ``np.random.default_rng(seed)``; the same seed and
-        config always give the same stack.
-    config : SimConfig, optional
-    name : str, optional
-        Stack name; default ``sim-<seed>``.
+def capture_stack(
+    fld: SmearField, rng: np.random.Generator, cfg: SimConfig
+) -> tuple[np.ndarray, np.ndarray, int, dict[str, Any]]:
+    """Capture a focus series of ``fld`` as configured (motion blur, flicker, noise, re-centring).
 
     Returns
     -------
-    ZStack
-        Planes ``(Z, H, W, 3)`` (uint8, or uint16 for 12/16-bit cameras), offsets in µm re-centred so that the
-        plane with the highest focus measure is at 0 (``sharp_index``), and ``meta`` with ``seed``, ``optics``,
-        ``camera``, ``nucleus_centres`` ``[[y, x], ...]``, ``wbc_type``, ``motion`` and (if enabled)
-        ``focus_map_tiles_um``.
+    planes, offsets_um, sharp_index, meta
+        Offsets are relative to the plane with the highest focus measure; ``meta`` has ``motion`` and
+        ``focus_shift_um``.
     """
-    cfg = config or SimConfig()
-    rng = np.random.default_rng(int(seed))
-    fld = make_field(rng, cfg)
     offsets = cfg.offsets_um
     centre = len(offsets) // 2
     motion = None
@@ -756,6 +822,33 @@ def simulate_stack(seed: int, *, config: SimConfig | None = None, name: str | No
         planes = capture(shift)
         sharp = int(np.argmax(_focus_measure_green(planes)))
     offsets_rel = offsets - offsets[sharp]
+    return planes, np.round(offsets_rel, 6), sharp, {"focus_shift_um": round(shift, 4), "motion": motion_meta}
+
+
+def simulate_stack(seed: int, *, config: SimConfig | None = None, name: str | None = None) -> ZStack:
+    """Simulate one labelled z-stack.
+
+    Parameters
+    ----------
+    seed : int
+        Everything (field, stain, noise, blur) is drawn from ``np.random.default_rng(seed)``; the same seed and
+        config always give the same stack.
+    config : SimConfig, optional
+    name : str, optional
+        Stack name; default ``sim-<seed>``.
+
+    Returns
+    -------
+    ZStack
+        Planes ``(Z, H, W, 3)`` (uint8, or uint16 for 12/16-bit cameras), offsets in µm re-centred so that the
+        plane with the highest focus measure is at 0 (``sharp_index``), and ``meta`` with ``seed``, ``optics``,
+        ``camera``, ``nucleus_centres`` ``[[y, x], ...]``, ``wbc_type``, ``motion`` and (if enabled)
+        ``focus_map_tiles_um``.
+    """
+    cfg = config or SimConfig()
+    rng = np.random.default_rng(int(seed))
+    fld = make_field(rng, cfg)
+    planes, offsets_rel, sharp, extra = capture_stack(fld, rng, cfg)
     meta: dict[str, Any] = {
         "source": "simulated",
         "generator_version": GENERATOR_VERSION,
@@ -765,8 +858,7 @@ def simulate_stack(seed: int, *, config: SimConfig | None = None, name: str | No
         "camera_bit_depth": cfg.camera.bit_depth,
         "pixel_um": cfg.optics.pixel_um,
         "nucleus_centres": fld.nucleus_centres,
-        "focus_shift_um": round(shift, 4),
-        "motion": motion_meta,
+        **extra,
         **fld.info,
     }
     return ZStack(planes, np.round(offsets_rel, 6), sharp, name=name or f"sim-{int(seed):06d}", meta=meta)
@@ -792,9 +884,13 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--stacks", type=int, required=True, help="number of stacks to write")
     ap.add_argument("--seed", type=int, default=0, help="base seed; stack i uses seed S+i (default 0)")
     ap.add_argument("--size", type=int, default=401, help="field size in pixels (default 401)")
-    ap.add_argument("--bit-depth", type=int, default=8, choices=(8, 12, 16), help="camera bit depth (default 8)")
+    ap.add_argument(
+        "--bit-depth", type=int, default=8, choices=(8, 12, 16), help="camera bit depth (default 8)"
+    )
     ap.add_argument("--workers", type=int, default=2, help="processes (default 2)")
-    ap.add_argument("--motion", type=float, default=0.0, help="probability of motion blur per stack (default 0)")
+    ap.add_argument(
+        "--motion", type=float, default=0.0, help="probability of motion blur per stack (default 0)"
+    )
     ap.add_argument("--focus-map", type=float, default=0.0, help="per-pixel focus variation, µm peak-to-peak")
     ap.add_argument("--start", type=int, default=0, help="first stack index (to extend a folder; default 0)")
     return ap
@@ -830,7 +926,9 @@ def main(argv: list[str] | None = None) -> int:
             for _ in pool.imap_unordered(_worker, jobs, chunksize=4):
                 done += 1
     dt = time.perf_counter() - t0
-    print(f"wrote {done} stacks to {out} in {dt:.1f} s ({done / max(dt, 1e-9):.1f} stacks/s, {args.workers} workers)")
+    print(
+        f"wrote {done} stacks to {out} in {dt:.1f} s ({done / max(dt, 1e-9):.1f} stacks/s, {args.workers} workers)"
+    )
     return 0
 
 

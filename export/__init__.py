@@ -7,6 +7,7 @@ manifests or run parity on exported files stay light.
 from .data import Calibration, ValidationSet
 from .exporter import PRECISIONS, export_model, model_stats
 from .parity import FP32_RTOL, INT8_MAX_FR_CHANGE, INT8_MAX_PSNR_DROP, check_parity, relative_error
+from .runs import fit_to_state_dict, load_run_model
 
 __all__ = [
     "FP32_RTOL",
@@ -17,6 +18,8 @@ __all__ = [
     "ValidationSet",
     "check_parity",
     "export_model",
+    "fit_to_state_dict",
+    "load_run_model",
     "model_stats",
     "relative_error",
 ]

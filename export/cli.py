@@ -97,6 +97,15 @@ def _load_module(args: argparse.Namespace) -> tuple[Any, Any, str, bool, dict[st
     return loaded.module, loaded.spec, getattr(loaded.spec, "name", "unknown"), True, prov
 
 
+def _describe(arch: str, trained: bool, prov: dict[str, Any]) -> str:
+    if not trained:
+        return f"{arch}, UNTRAINED (random weights, seed {prov.get('seed')}): restores nothing; for pipeline tests"
+    comp = prov.get("compression") or {}
+    if comp.get("recipe"):
+        return f"{arch} made by compression recipe {comp['recipe']} from {comp.get('teacher', {}).get('run', '?')}"
+    return f"{arch} trained for {prov.get('step')} steps ({prov.get('run')})"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``virtualfocus export``; returns a process exit code."""
     args = build_parser().parse_args(argv)
@@ -114,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             validation=ValidationSet(stacks=args.val_stacks, size=args.size),
             ignore_first_last=not args.quantize_first_last, accuracy_control=not args.no_accuracy_control,
             latency_runs=args.latency_runs, threads=args.threads, max_file_mb=args.max_file_mb,
-            overwrite=args.overwrite, log=log,
+            overwrite=args.overwrite, log=log, description=_describe(arch, trained, prov),
         )
     except VirtualFocusError as e:
         print(f"virtualfocus export: error: {e}", file=sys.stderr)

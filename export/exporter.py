@@ -6,9 +6,13 @@ Folder layout (written into a temp folder, renamed into place only when complete
     model-static.onnx     fp32, 1×C×S×S, S = 360 padded to the model's multiple (368 for 16, 384 for 32)
     model.xml/.bin        OpenVINO IR, FP32 weights, dynamic H/W; OpenVINO runs it in bf16 on BF16 CPUs
     model-fp16.xml/.bin   OpenVINO IR, FP16-compressed weights
-    model-int8.xml/.bin   NNCF INT8 — kept only if faster than model.xml (OpenVINO default) in this run
-    model-int8.onnx       ONNX Runtime static QDQ INT8 — kept only if faster than model-static.onnx
+    model-int8.xml/.bin   NNCF INT8 — kept only if faster than model.xml (OpenVINO default) in this run and
+                          within the INT8 quality limits
+    model-int8.onnx       ONNX Runtime static QDQ INT8 — the same rule against model-static.onnx
     manifest.json
+
+Latency of every path is measured in one round-robin loop (:func:`~virtualfocus.export.latency.time_runners`),
+so that load from other processes falls on all paths alike when deciding whether INT8 pays.
 
 Why the static file is padded: the runtime pads every capture to the pad multiple (reflect) and crops the
 output, so a static 360×360 graph could not even be built for a 4-level (×16) U-Net. Latency is measured at the
@@ -39,7 +43,7 @@ from .data import (
     simulated_stacks,
     to_model_input,
 )
-from .latency import onnxruntime_runner, openvino_runner, time_runner
+from .latency import onnxruntime_runner, openvino_runner, time_runners
 from .onnx_export import export_onnx, padded_size
 from .openvino_ir import conv_node_names, convert_onnx_to_ir, save_ir
 from .quality import MetricFns, default_metrics, evaluate_quality
@@ -127,6 +131,7 @@ def export_model(
     max_file_mb: float = MAX_FILE_MB,
     overwrite: bool = False,
     description: str = "",
+    trusted_defocus_um: tuple[float, float] | None = None,
     log: Any = None,
 ) -> Manifest:
     """Export a generator to a model folder with measured latency, quality and parity in its manifest.
@@ -170,6 +175,10 @@ def export_model(
         Largest file allowed in the folder.
     overwrite : bool
         Replace an existing ``out_dir``.
+    description : str
+        One line for users (default: architecture and whether it is trained).
+    trusted_defocus_um : (float, float), optional
+        Defocus range where the output can be trusted, if the caller has evidence for one (not claimed otherwise).
     log : callable, optional
         ``log(str)`` progress messages.
 
@@ -201,6 +210,9 @@ def export_model(
     # its size recorded under compression["static_file"] (a static_size in the contract would make the runtime
     # tile every capture to that size).
     validation = validation or ValidationSet(size=size)
+    if padded_size(validation.size, c.pad_multiple) != s:
+        raise InputError(f"validation size {validation.size} pads to {padded_size(validation.size, c.pad_multiple)}, "
+                         f"but size={size} pads to {s}; use the same capture size for both")
     metrics = metrics or default_metrics()
     calib: list[np.ndarray] | None = None
     calib_desc: dict[str, Any] = {}
@@ -244,9 +256,7 @@ def export_model(
         sim_plane = stacks[0].planes[int(np.argmin(np.abs(stacks[0].offsets_um + 0.6)))]
         sim_caps = [sim_plane] * c.inputs
         par_inputs = {"random": rng.uniform(-1, 1, (1, in_ch, s, s)).astype(np.float32),
-                      "simulated": to_model_input(sim_caps, c.pad_multiple)[0][:, :, :s, :s]}
-        if par_inputs["simulated"].shape != par_inputs["random"].shape:
-            par_inputs["simulated"] = to_model_input([p[:s, :s] for p in sim_caps], c.pad_multiple)[0][:, :, :s, :s]
+                      "simulated": to_model_input(sim_caps, c.pad_multiple)[0]}
         ov_default = openvino_runner(tmp / "model.xml", shape=(1, in_ch, s, s), threads=threads)
         execution["openvino/fp32"] = ov_default.execution_precision  # type: ignore[attr-defined]
         cands = {"onnxruntime/fp32": onnxruntime_runner(tmp / "model.onnx", threads=threads),
@@ -281,21 +291,20 @@ def export_model(
         if failed:
             parity["failed"] = failed
 
-        say("latency and quality of float files")
-        latency["onnxruntime/fp32"] = time_runner(cands["onnxruntime/fp32-static"], xs, runs=latency_runs)
-        latency["openvino/fp32"] = time_runner(ov_default, xs, runs=latency_runs)
-        latency["openvino/fp32-f32"] = time_runner(
-            openvino_runner(tmp / "model.xml", precision="f32", shape=(1, in_ch, s, s), threads=threads), xs,
-            runs=latency_runs)
+        say("quality of float files")
+        shape = (1, in_ch, s, s)
+        timed = {"onnxruntime/fp32": cands["onnxruntime/fp32-static"], "openvino/fp32": ov_default,
+                 "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision="f32", shape=shape,
+                                                      threads=threads)}
         execution["openvino/fp32-f32"] = "f32"
         execution["onnxruntime/fp32"] = "f32"
         quality["input"] = q(None)
         quality["onnxruntime/fp32"] = q(cands["onnxruntime/fp32"])
         quality["openvino/fp32"] = q(ov_default)
         if "fp16" in precisions:
-            ov16 = openvino_runner(tmp / "model-fp16.xml", shape=(1, in_ch, s, s), threads=threads)
+            ov16 = openvino_runner(tmp / "model-fp16.xml", shape=shape, threads=threads)
             execution["openvino/fp16"] = ov16.execution_precision  # type: ignore[attr-defined]
-            latency["openvino/fp16"] = time_runner(ov16, xs, runs=latency_runs)
+            timed["openvino/fp16"] = ov16
             quality["openvino/fp16"] = q(ov16)
 
         int8: dict[str, Any] = {}
@@ -320,52 +329,46 @@ def export_model(
                                             validation_fn=validate if accuracy_control else None,
                                             max_drop=max_psnr_drop if accuracy_control else None)
             save_ir(qmodel, tmp / "model-int8.xml", compress_to_fp16=False)
-            ov8 = openvino_runner(tmp / "model-int8.xml", shape=(1, in_ch, s, s), threads=threads)
-            lat8 = time_runner(ov8, xs, runs=latency_runs)
-            q8 = q(ov8)
-            verdict = _parity.int8_verdict(quality["openvino/fp32"], q8, max_psnr_drop=max_psnr_drop,
-                                           max_fr_change=max_fr_change)
-            faster = lat8["p50"] < latency["openvino/fp32"]["p50"]
-            int8["openvino"] = {**rec.to_dict(), "verdict": verdict, "faster_than_sibling": faster,
-                                "sibling": "model.xml (OpenVINO default)"}
-            latency["openvino/int8"] = lat8
-            quality["openvino/int8"] = q8
-            if faster and verdict["passed"]:
-                files.append(("model-int8.xml", "openvino", "int8", "dynamic"))
-            else:
-                why = []
-                if not faster:
-                    why.append(f"p50 {lat8['p50']} ms not faster than model.xml's {latency['openvino/fp32']['p50']} ms")
-                if not verdict["passed"]:
-                    why.append(f"PSNR drop {verdict['psnr_drop_db']} dB / FR change {verdict['fr_change']} over limits")
-                dropped["model-int8.xml"] = "; ".join(why)
-                (tmp / "model-int8.xml").unlink()
-                (tmp / "model-int8.bin").unlink()
-
+            timed["openvino/int8"] = openvino_runner(tmp / "model-int8.xml", shape=shape, threads=threads)
+            quality["openvino/int8"] = q(timed["openvino/int8"])
+            int8["openvino"] = {**rec.to_dict(), "sibling": "openvino/fp32",
+                                "verdict": _parity.int8_verdict(quality["openvino/fp32"], quality["openvino/int8"],
+                                                                max_psnr_drop=max_psnr_drop,
+                                                                max_fr_change=max_fr_change)}
             onnx_convs = onnx_conv_names(tmp / "model.onnx")
             ort_ex = [onnx_convs[0], onnx_convs[-1]] if ignore_first_last and len(onnx_convs) > 2 else []
             rec2 = quantize_onnx_qdq(tmp / "model.onnx", tmp / "model-int8.onnx", calib, exclude_nodes=ort_ex)
-            ort8 = onnxruntime_runner(tmp / "model-int8.onnx", threads=threads)
-            lat8 = time_runner(ort8, xs, runs=latency_runs)
-            q8 = q(ort8)
-            verdict = _parity.int8_verdict(quality["onnxruntime/fp32"], q8, max_psnr_drop=max_psnr_drop,
-                                           max_fr_change=max_fr_change)
-            faster = lat8["p50"] < latency["onnxruntime/fp32"]["p50"]
-            int8["onnxruntime"] = {**rec2.to_dict(), "verdict": verdict, "faster_than_sibling": faster,
-                                   "sibling": "model-static.onnx"}
-            latency["onnxruntime/int8"] = lat8
-            quality["onnxruntime/int8"] = q8
-            if faster and verdict["passed"]:
-                files.append(("model-int8.onnx", "onnxruntime", "int8", "dynamic"))
+            timed["onnxruntime/int8"] = onnxruntime_runner(tmp / "model-int8.onnx", threads=threads)
+            quality["onnxruntime/int8"] = q(timed["onnxruntime/int8"])
+            int8["onnxruntime"] = {**rec2.to_dict(), "sibling": "onnxruntime/fp32",
+                                   "verdict": _parity.int8_verdict(quality["onnxruntime/fp32"],
+                                                                   quality["onnxruntime/int8"],
+                                                                   max_psnr_drop=max_psnr_drop,
+                                                                   max_fr_change=max_fr_change)}
+
+        say(f"latency: {len(timed)} paths interleaved, {latency_runs} runs each at {s}×{s}")
+        latency.update(time_runners(timed, xs, runs=latency_runs))
+        for backend, (rel, extra) in {"openvino": ("model-int8.xml", "model-int8.bin"),
+                                      "onnxruntime": ("model-int8.onnx", None)}.items():
+            if backend not in int8:
+                continue
+            info = int8[backend]
+            lat8, lat_sib = latency[f"{backend}/int8"]["p50"], latency[info["sibling"]]["p50"]
+            info["faster_than_sibling"] = bool(lat8 < lat_sib)
+            why = []
+            if not info["faster_than_sibling"]:
+                why.append(f"p50 {lat8} ms not faster than {info['sibling']}'s {lat_sib} ms (same run)")
+            if not info["verdict"]["passed"]:
+                why.append(f"PSNR drop {info['verdict']['psnr_drop_db']} dB / FR change "
+                           f"{info['verdict']['fr_change']} over the limits")
+            if why:
+                dropped[rel] = "; ".join(why)
+                for gone in (rel, extra):
+                    if gone:
+                        (tmp / gone).unlink()
             else:
-                why = []
-                if not faster:
-                    why.append(f"p50 {lat8['p50']} ms not faster than model-static.onnx's "
-                               f"{latency['onnxruntime/fp32']['p50']} ms")
-                if not verdict["passed"]:
-                    why.append(f"PSNR drop {verdict['psnr_drop_db']} dB / FR change {verdict['fr_change']} over limits")
-                dropped["model-int8.onnx"] = "; ".join(why)
-                (tmp / "model-int8.onnx").unlink()
+                files.append((rel, backend, "int8", "dynamic"))
+        if int8:
             parity["int8"] = {k: v["verdict"] for k, v in int8.items()}
 
         for f in sorted(tmp.iterdir()):
@@ -374,16 +377,16 @@ def export_model(
                 raise InputError(f"{Path(out_dir) / f.name}: {mb:.1f} MB exceeds max_file_mb={max_file_mb}; "
                                  "choose a smaller variant or raise the limit")
         described = []
-        for rel, backend, prec, shape in files:
-            described.append(Manifest.describe_file(tmp, rel, backend=backend, precision=prec, shape=shape))
+        for rel, backend, prec, fshape in files:
+            described.append(Manifest.describe_file(tmp, rel, backend=backend, precision=prec, shape=fshape))
             if rel.endswith(".xml"):
                 described.append(Manifest.describe_file(tmp, rel[:-4] + ".bin", backend="weights", precision=prec,
-                                                        shape=shape))
+                                                        shape=fshape))
         stats = model_stats(module, in_channels=in_ch, size=s)
         manifest = Manifest(
             name=name, architecture=architecture, input=c, files=described, trained=trained, spec=_spec_dict(spec),
             latency_ms=latency, quality=quality,
-            trusted_defocus_um=tuple(validation.interval_um) if trained else None,
+            trusted_defocus_um=trusted_defocus_um,
             training=dict(training or {}),
             compression={**stats, "static_file": {"path": "model-static.onnx", "size": [s, s]},
                          "execution_precision": execution, "latency_size": [s, s],

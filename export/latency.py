@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from virtualfocus.edge.errors import BackendError, InputError
 
-__all__ = ["Runner", "onnxruntime_runner", "openvino_runner", "time_runner"]
+__all__ = ["Runner", "onnxruntime_runner", "openvino_runner", "time_runner", "time_runners"]
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
@@ -96,3 +96,21 @@ def time_runner(run: Runner, x: np.ndarray, *, runs: int = 30, warmup: int = 5) 
         times[i] = (time.perf_counter() - t0) * 1e3
     return {"p50": round(float(np.percentile(times, 50)), 3), "p95": round(float(np.percentile(times, 95)), 3),
             "mean": round(float(times.mean()), 3), "runs": float(runs)}
+
+
+def time_runners(runners: dict[str, Runner], x: np.ndarray, *, runs: int = 30, warmup: int = 5) -> dict[str, dict[str, float]]:
+    """Like :func:`time_runner` for several runners, called round-robin so that load from other processes on a
+    shared machine falls on all of them alike (a fair "is INT8 faster than its sibling" comparison)."""
+    if runs < 1 or warmup < 0:
+        raise InputError(f"runs={runs}, warmup={warmup}: expected runs ≥ 1 and warmup ≥ 0")
+    for run in runners.values():
+        for _ in range(warmup):
+            run(x)
+    times = {k: np.empty(runs) for k in runners}
+    for i in range(runs):
+        for k, run in runners.items():
+            t0 = time.perf_counter()
+            run(x)
+            times[k][i] = (time.perf_counter() - t0) * 1e3
+    return {k: {"p50": round(float(np.percentile(t, 50)), 3), "p95": round(float(np.percentile(t, 95)), 3),
+                "mean": round(float(t.mean()), 3), "runs": float(runs)} for k, t in times.items()}

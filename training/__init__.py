@@ -1,0 +1,13 @@
+"""virtualfocus.training: full models in PyTorch — registry, losses, datasets, trainer, checkpoints.
+
+This package file imports nothing heavy, so ``import virtualfocus.training`` works on a core install without
+torch; the submodules need the ``train`` extra (torch):
+
+* :mod:`.registry` — named, frozen specs of every reference system (``create_model``, ``get_spec``,
+  ``list_models``, ``register``); torch-free until a network is built;
+* :mod:`.nets` — network definitions (``nets.unet.UNetGenerator`` is the product generator);
+* :mod:`.losses`, :mod:`.datasets`, :mod:`.systems`, :mod:`.trainer` (``train``), :mod:`.config`
+  (``TrainConfig``), :mod:`.checkpoint` (``load_run``), :mod:`.cli` (``virtualfocus train``).
+"""
+
+__all__ = ["checkpoint", "cli", "config", "datasets", "losses", "nets", "registry", "systems", "trainer"]

@@ -28,7 +28,6 @@ from typing import Any
 
 import torch
 from torch import nn
-
 from virtualfocus.edge.errors import InputError, ModelLoadError
 
 from .config import RunState, TrainConfig, read_run_config

@@ -147,9 +147,9 @@ def coerce_value(text: Any, hint: Any, *, key: str) -> Any:
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
-        if text is None or (isinstance(text, str) and text.strip().lower() in ("none", "null", "")):
-            if type(None) in args:
-                return None
+        is_none = text is None or (isinstance(text, str) and text.strip().lower() in ("none", "null", ""))
+        if is_none and type(None) in args:
+            return None
         inner = [a for a in args if a is not type(None)]
         errors = []
         for a in inner:
@@ -173,7 +173,7 @@ def coerce_value(text: Any, hint: Any, *, key: str) -> Any:
         else:
             raise InputError(f"{key}={text!r}: expected a list")
         elem = args[0] if args else str
-        if len(args) == 2 and args[1] is Ellipsis or len(args) == 1:
+        if (len(args) == 2 and args[1] is Ellipsis) or len(args) == 1:
             return tuple(coerce_value(v, elem, key=key) for v in items)
         if len(items) != len(args):
             raise InputError(f"{key}={text!r}: expected {len(args)} values")

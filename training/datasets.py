@@ -29,13 +29,12 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
-
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.preprocess import to_unit
 from virtualfocus.edge.stack import ZStack, read_stack
@@ -88,7 +87,7 @@ class DataSpec:
 class StackRef:
     """A stack in memory or on disk; ``get()`` returns the :class:`ZStack` (disk stacks through an LRU cache)."""
 
-    _cache: OrderedDict[str, ZStack] = OrderedDict()
+    _cache: ClassVar[OrderedDict[str, ZStack]] = OrderedDict()
     cache_size = 64
 
     def __init__(self, stack: ZStack | None = None, path: Path | None = None, name: str | None = None) -> None:
@@ -270,11 +269,17 @@ def _to_tensor(unit: np.ndarray) -> torch.Tensor:
 
 
 def _augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """Same random transform for every image of the sample (inputs…, target)."""
     fn = _data_augment()
-    if fn is None or len(images) != 2:
+    if fn is None:
         return basic_augment(images, rng)
-    x, y = fn(images[0], images[1], rng)
-    return [np.asarray(x, np.float32), np.asarray(y, np.float32)]
+    seed = int(rng.integers(2**63))
+    *inputs, target = images
+    out = []
+    for x in inputs:  # a generator seeded alike draws the same transform for each (input, target) pair
+        xa, ya = fn(x, target, np.random.default_rng(seed))
+        out.append(np.asarray(xa, np.float32))
+    return [*out, np.asarray(ya, np.float32)]
 
 
 class StackPairDataset(Dataset):
@@ -322,7 +327,7 @@ class StackPairDataset(Dataset):
         idx = [i, stack.sharp_index] if j < 0 else [i, j, stack.sharp_index]
         ims = _extract(stack, idx, self.spec, rng)
         if self.spec.augment:
-            ims = _augment(ims, rng) if len(ims) == 2 else basic_augment(ims, rng)
+            ims = _augment(ims, rng)
         x = torch.cat([_to_tensor(im) for im in ims[:-1]], dim=0)
         return {"x": x, "y": _to_tensor(ims[-1]), "offset": torch.tensor(float(stack.offsets_um[i]))}
 

@@ -50,6 +50,7 @@ if TYPE_CHECKING:  # torch is imported only when a network is built
 
 __all__ = [
     "ADVERSARIAL",
+    "BLUR_CLASSES",
     "PIXEL_LOSSES",
     "THESIS_OFFSETS_UM",
     "AutoencoderSpec",
@@ -59,7 +60,6 @@ __all__ = [
     "DeblurGANSpec",
     "FocusDistanceSpec",
     "FuseGANSpec",
-    "MMDFClassifierSpec",
     "ModelSpec",
     "PANSpec",
     "Pix2PixSpec",

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
 from virtualfocus.edge.errors import InputError, ModelLoadError
 
 from . import losses as L
@@ -199,12 +198,14 @@ class RestorationSystem(_Base):
             names.append("g_dfeat")
         return names
 
-    def _inputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _inputs(self, batch: dict[str, torch.Tensor], rng: np.random.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
         y = self._to(batch["y"])
         if self.spec.degradation == "motion":
+            rng = self.rng if rng is None else rng
             n = y.shape[0]
-            lengths = self.rng.choice(self.spec.motion_lengths, size=n)
-            horiz = self.rng.integers(0, 2, size=n).astype(bool)
+            lengths = rng.choice(self.spec.motion_lengths, size=n)
+            horiz = rng.integers(0, 2, size=n).astype(bool)
             x = self._to(motion_blur(y.contiguous(), lengths.tolist(), horiz.tolist()))
         else:
             x = self._to(batch["x"])
@@ -299,8 +300,9 @@ class RestorationSystem(_Base):
         g = self.networks["model"]
         g.eval()
         l1s, scores, inputs = [], [], []
+        rng = np.random.default_rng(12345)  # motion-blur validation inputs are the same at every validation
         for batch in batches:
-            x, y = self._inputs(batch)
+            x, y = self._inputs(batch, rng)
             with self.autocast():
                 pred = g(x).float()
             l1s.append(float((pred - y).abs().mean()) * y.shape[0])
@@ -345,8 +347,8 @@ class ClassifierSystem(_Base):
             self.centres = torch.tensor(spec.offsets_um, dtype=torch.float32)
         self.step_count = 0
 
-    loss_names = ["loss", "acc"]
-    val_names = ["val_loss", "val_acc"]
+    loss_names = ("loss", "acc")
+    val_names = ("val_loss", "val_acc")
 
     def _examples(self, batch: dict[str, torch.Tensor], rng: np.random.Generator
                   ) -> tuple[torch.Tensor, torch.Tensor]:

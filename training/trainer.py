@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Subset
-
 from virtualfocus.edge.errors import InputError
 
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
@@ -77,6 +76,16 @@ class _Dist:
     @property
     def main(self) -> bool:
         return self.rank == 0
+
+    def agree(self, value: Any) -> Any:
+        """Rank 0's ``value`` on every rank (decisions such as stopping must be identical everywhere)."""
+        if not self.enabled:
+            return value
+        import torch.distributed as dist
+
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def barrier(self) -> None:
         if self.enabled:
@@ -259,7 +268,8 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
     def validate() -> dict[str, float]:
         if val_loader is None:
             return {}
-        metrics = system.validate(val_loader)
+        # BatchNorm buffers may differ slightly between DDP ranks: rank 0's numbers decide for everyone.
+        metrics = dist.agree(system.validate(val_loader))
         v = metrics.get("val_loss")
         if v is None or not math.isfinite(v):
             return metrics
@@ -316,9 +326,11 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
                 write_run_config(run, config, spec, state)
         if config.max_minutes is not None and time.monotonic() - t0 > 60 * config.max_minutes and not stop:
             stop = "time-budget"
+        if config.max_minutes is not None:
+            stop = dist.agree(stop)  # clocks differ between ranks
         if stop:
             break
-    if validated_at != state.step and val_loader is not None and not stop == "early-stopped":
+    if validated_at != state.step and val_loader is not None and stop != "early-stopped":
         last_val = validate()
         if csv_log is not None and last_val:
             csv_log.write({"step": state.step, "time_s": round(time.monotonic() - t0, 2), **last_val})

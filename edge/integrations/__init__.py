@@ -11,7 +11,8 @@ fusion, focus-drift telemetry and a simulated microscope.
 =====================================  ==========================================================================
 
 Nothing here imports pymmcore-plus, psygnal or useq at import time; ``pymmcore`` imports them when called and
-``simscope`` when imported (``pip install 'virtualfocus[mm]'``).
+``simscope`` when imported (``pip install 'virtualfocus[mm]'``). ``attach``, ``Processor``, ``two_shot_engine``,
+``SimulatedMicroscope`` and ``ScopeConfig`` are importable from here too (loaded on first access).
 """
 
 from __future__ import annotations
@@ -28,7 +29,14 @@ from .telemetry import (
     FocusDriftRecovered,
     FocusMeasureEstimator,
 )
-from .twoshot import TwoShotConfig, TwoShotFuser, TwoShotResult, TwoShotStream, estimate_shift, load_two_shot_engine
+from .twoshot import (
+    TwoShotConfig,
+    TwoShotFuser,
+    TwoShotResult,
+    TwoShotStream,
+    estimate_shift,
+    load_two_shot_engine,
+)
 
 __all__ = [
     "DefocusEstimate",
@@ -38,14 +46,11 @@ __all__ = [
     "FocusDriftRecovered",
     "FocusMeasureEstimator",
     "FrameStream",
-    "Processor",
-    "SimulatedMicroscope",
     "StreamFrame",
     "TwoShotConfig",
     "TwoShotFuser",
     "TwoShotResult",
     "TwoShotStream",
-    "attach",
     "estimate_shift",
     "image_process_fn",
     "load_two_shot_engine",

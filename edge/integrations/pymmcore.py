@@ -139,6 +139,7 @@ class Processor:
         self.stream._emit = self._emit  # type: ignore[method-assign]
         self._warn = _WarnLimiter()
         self._hook_ms = np.zeros(int(hook_history), np.float32)
+        self._hook_cpu_ms = np.zeros(int(hook_history), np.float32)
         self._hooks = 0
         self._bit_depth: int | None = None
         self._attached = False
@@ -147,6 +148,7 @@ class Processor:
             self.telemetry.events.connect(FocusDriftDetected, self._on_drift)
             self.telemetry.events.connect(FocusDriftRecovered, self._on_drift)
         self._attach()
+        self.stream.start()
 
     # -- wiring ----------------------------------------------------------------------------------------------
     def _attach(self) -> None:
@@ -198,6 +200,7 @@ class Processor:
     def _on_frame_ready(self, img: Any, event: Any = None, metadata: Any = None, *rest: Any) -> None:
         """The frameReady hook: hand the frame over and return (never raises into the acquisition)."""
         t0 = time.perf_counter()
+        c0 = time.thread_time()
         try:
             meta = metadata if isinstance(metadata, Mapping) else None
             if meta is None:
@@ -222,7 +225,9 @@ class Processor:
             log.warning("virtualfocus: could not hand frame over (%s: %s); acquisition continues", type(e).__name__, e)
         finally:
             n = self._hooks
-            self._hook_ms[n % len(self._hook_ms)] = (time.perf_counter() - t0) * 1e3
+            i = n % len(self._hook_ms)
+            self._hook_ms[i] = (time.perf_counter() - t0) * 1e3
+            self._hook_cpu_ms[i] = (time.thread_time() - c0) * 1e3
             self._hooks = n + 1
 
     # -- delivery thread -------------------------------------------------------------------------------------
@@ -239,22 +244,27 @@ class Processor:
         self.focusDrift.emit(ev)
 
     # -- statistics ------------------------------------------------------------------------------------------
-    def hook_ms(self) -> np.ndarray:
-        """Acquisition-thread time of the most recent hooks (ms), oldest first."""
+    def hook_ms(self, *, cpu: bool = False) -> np.ndarray:
+        """Acquisition-thread time of the most recent hooks (ms), oldest first: wall-clock, or the thread's CPU time
+        when ``cpu`` (which leaves out time the OS gave to other processes)."""
+        buf = self._hook_cpu_ms if cpu else self._hook_ms
         n = self._hooks
-        size = len(self._hook_ms)
+        size = len(buf)
         if n <= size:
-            return self._hook_ms[:n].copy()
+            return buf[:n].copy()
         i = n % size
-        return np.concatenate([self._hook_ms[i:], self._hook_ms[:i]])
+        return np.concatenate([buf[i:], buf[:i]])
 
     def hook_stats(self) -> dict[str, float]:
-        """p50 / p99 / max of the acquisition-thread time per frame (ms)."""
-        h = self.hook_ms()
-        if not len(h):
-            return {"n": 0, "p50_ms": 0.0, "p99_ms": 0.0, "max_ms": 0.0}
-        return {"n": int(self._hooks), "p50_ms": float(np.percentile(h, 50)), "p99_ms": float(np.percentile(h, 99)),
-                "max_ms": float(h.max())}
+        """p50 / p99 / max of the acquisition-thread time per frame (ms): wall clock, and ``cpu_*`` thread CPU time."""
+        out: dict[str, float] = {"n": int(self._hooks)}
+        for prefix, cpu in (("", False), ("cpu_", True)):
+            h = self.hook_ms(cpu=cpu)
+            if not len(h):
+                h = np.zeros(1, np.float32)
+            out.update({f"{prefix}p50_ms": float(np.percentile(h, 50)), f"{prefix}p99_ms": float(np.percentile(h, 99)),
+                        f"{prefix}max_ms": float(h.max())})
+        return out
 
 
 def attach(
@@ -298,13 +308,14 @@ def attach(
 
 
 # ----------------------------------------------------------------------------------------- two-shot engine step
-def two_shot_engine(core: Any, *, delta_um: float = 0.4, shot_axis: str = "shot") -> Any:
+def two_shot_engine(core: Any, *, delta_um: float = 0.4, shot_axis: str = "shot", follow_gain: float = 0.5) -> Any:
     """A pymmcore-plus ``MDAEngine`` whose every imaging event snaps two shots at ``z0 − Δ`` and ``z0 + Δ``.
 
     ``z0`` is the event's z (or the current focus position) plus the engine's per-position correction
     ``engine.focus_correction_um[p]``: the last known focus. Connect ``processor.connect(engine.follow)`` to
     move that correction with the signed two-shot defocus estimates, so the pair stays centred on a drifting
-    focus without any mechanical refocus. Each shot is yielded with ``shot_axis`` (0, 1) added to its index; attach
+    focus without any mechanical refocus (``follow_gain`` < 1 damps the loop: the focus-measure estimate's scale is
+    only as good as its calibrated width). Each shot is yielded with ``shot_axis`` (0, 1) added to its index; attach
     the processor with ``shot_axis=...`` the same.
 
     Usage: ``core.mda.set_engine(two_shot_engine(core)); attach(core, rt, two_shot=model, shot_axis="shot")``.
@@ -313,12 +324,15 @@ def two_shot_engine(core: Any, *, delta_um: float = 0.4, shot_axis: str = "shot"
 
     if not delta_um > 0:
         raise InputError(f"delta_um={delta_um}: expected a positive focus offset in µm")
+    if not 0 < follow_gain <= 1:
+        raise InputError(f"follow_gain={follow_gain}: expected 0 < follow_gain ≤ 1")
 
     class TwoShotMDAEngine(MDAEngine):  # type: ignore[misc, valid-type]
         """Snaps two shots (±Δ around the last known focus) per imaging event."""
 
         def __init__(self, mmcore: Any) -> None:
             super().__init__(mmcore)
+            self.use_hardware_sequencing = False  # every event must come through exec_single_event
             self.delta_um = float(delta_um)
             self.shot_axis = shot_axis
             self.focus_correction_um: dict[Any, float] = {}
@@ -340,6 +354,6 @@ def two_shot_engine(core: Any, *, delta_um: float = 0.4, shot_axis: str = "shot"
             if d is None or not frame.metadata.get("virtualfocus.defocus_signed"):
                 return
             p = (_index(frame.context) or {}).get("p")
-            self.focus_correction_um[p] = self.focus_correction_um.get(p, 0.0) - float(d)
+            self.focus_correction_um[p] = self.focus_correction_um.get(p, 0.0) - follow_gain * float(d)
 
     return TwoShotMDAEngine(core)

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -106,7 +106,7 @@ class ScopeConfig:
     drift_um_per_frame: float = 0.0
     drift_um_per_s: float = 0.0
     noise: bool = True
-    camera: Camera = Camera()
+    camera: Camera = field(default_factory=Camera)
     z_quantum_um: float = 0.05
     cache_renders: int = 32
     max_fields: int = 8
@@ -227,13 +227,17 @@ class _SimEngine(MDAEngine):  # type: ignore[misc]
     def __init__(self, mmcore: Any, scope: SimulatedMicroscope) -> None:
         super().__init__(mmcore)
         self._scope = scope
+        # One snap per frame, so that every frame's ground truth is known exactly (a simulated camera gains nothing
+        # from hardware-sequenced acquisition).
+        self.use_hardware_sequencing = False
 
     def exec_single_event(self, event: Any) -> Any:
         for payload in super().exec_single_event(event):
             if payload is None:
                 yield None
                 continue
-            img, ev, meta = payload
+            img, ev, frame_meta = payload
+            meta: dict[str, Any] = dict(frame_meta)
             cap = self._scope.last_capture
             if cap is not None:
                 meta["virtualfocus.sim.defocus_um"] = round(cap.defocus_um, 4)
@@ -273,7 +277,7 @@ class SimulatedMicroscope:
     core : pymmcore_plus.experimental.unicore.UniMMCore
         A real core: ``core.mda.run(sequence)``, ``core.snapImage()``, ``core.setZPosition(z)`` all work.
     truth : collections.deque of Capture
-        The last 10 000 snaps' ground truth (constant memory).
+        The last 2048 snaps' ground truth (constant memory).
     """
 
     def __init__(self, config: ScopeConfig | None = None) -> None:
@@ -285,7 +289,7 @@ class SimulatedMicroscope:
         self._lock = threading.Lock()
         self._frame = 0
         self._t0 = time.monotonic()
-        self.truth: deque[Capture] = deque(maxlen=10_000)
+        self.truth: deque[Capture] = deque(maxlen=2048)
         self.last_capture: Capture | None = None
         # A path without device adapters: skips pymmcore-plus's search for a Micro-Manager installation.
         self.core = UniMMCore(mm_path=str(Path(__file__).resolve().parent))
@@ -320,7 +324,7 @@ class SimulatedMicroscope:
     def focus_z(self, x_um: float, y_um: float, *, frame: int | None = None, t_s: float | None = None) -> float:
         """Stage z (µm) at which the field at (x, y) is in focus at ``frame`` / ``t_s`` (default: now)."""
         cfg = self.config
-        key = (int(round(x_um)), int(round(y_um)))
+        key = (round(x_um), round(y_um))
         _, jitter = self._field(key)
         frame = self._frame if frame is None else frame
         t_s = time.monotonic() - self._t0 if t_s is None else t_s
@@ -336,14 +340,14 @@ class SimulatedMicroscope:
             x, y = self.xy_stage.xy
             z = self.z_stage.z
             t_s = time.monotonic() - self._t0
-            key = (int(round(x)), int(round(y)))
+            key = (round(x), round(y))
             fz = self.focus_z(x, y, frame=frame, t_s=t_s)
             defocus = z - fz
-            q = int(round(defocus / cfg.z_quantum_um))
+            q = round(defocus / cfg.z_quantum_um)
             inten = self._renders.get((key, q))
             if inten is None:
-                field, _ = self._field(key)
-                inten = field.intensity([q * cfg.z_quantum_um])
+                fld, _ = self._field(key)
+                inten = fld.intensity([q * cfg.z_quantum_um])
                 self._renders[(key, q)] = inten
                 while len(self._renders) > cfg.cache_renders:
                     self._renders.popitem(last=False)
@@ -365,8 +369,8 @@ class SimulatedMicroscope:
 
     def render(self, defocus_um: float, *, x_um: float = 0.0, y_um: float = 0.0) -> np.ndarray:
         """A capture of the field at (x, y) at a given defocus, outside any acquisition (for calibration)."""
-        field, _ = self._field((int(round(x_um)), int(round(y_um))))
-        inten = field.intensity([defocus_um])
+        fld, _ = self._field((round(x_um), round(y_um)))
+        inten = fld.intensity([defocus_um])
         if self.config.noise:
             return add_camera_noise(inten, self.config.camera, self._rng)[0]
         return _quantize(inten[0], self.config.camera)

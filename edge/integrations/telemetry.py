@@ -230,7 +230,7 @@ class DriftMonitor:
         window: int = 50,
         confirm: int = 3,
         events: EventBus | None = None,
-        history: int = 10_000,
+        history: int = 2048,
     ) -> None:
         lo, hi = (float(v) for v in trusted_defocus_um)
         if not lo < hi:

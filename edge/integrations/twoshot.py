@@ -70,7 +70,7 @@ class ShiftEstimate:
         return float(np.hypot(self.dy, self.dx))
 
 
-_CACHE: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = {}
+_CACHE: dict[tuple[int, int, float], tuple[np.ndarray, np.ndarray]] = {}
 
 #: Standard deviation (cycles/pixel) of the Gaussian low-pass applied to the phase-correlation spectrum.
 LOWPASS_CYCLES = 0.05
@@ -81,15 +81,16 @@ def _focus_plane(unit: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(unit[..., min(1, unit.shape[2] - 1)], dtype=np.float32)
 
 
-def _window_and_lowpass(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    got = _CACHE.get(shape)
+def _window_and_lowpass(shape: tuple[int, int], cycles: float) -> tuple[np.ndarray, np.ndarray]:
+    key = (shape[0], shape[1], cycles)
+    got = _CACHE.get(key)
     if got is None:
         h, w = shape
         win = cv2.createHanningWindow((w, h), cv2.CV_32F)
         fy = np.fft.fftfreq(h)[:, None]
         fx = np.fft.fftfreq(w)[None, :]
-        lp = np.exp(-(fy**2 + fx**2) / (2 * LOWPASS_CYCLES**2)).astype(np.float32)
-        got = _CACHE[shape] = (win, lp)
+        lp = np.exp(-(fy**2 + fx**2) / (2 * cycles**2)).astype(np.float32)
+        got = _CACHE[key] = (win, lp)
         if len(_CACHE) > 16:
             _CACHE.pop(next(iter(_CACHE)))
     return got
@@ -117,10 +118,17 @@ def estimate_shift(base: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     """
     if base.shape != other.shape or base.ndim != 2:
         raise InputError(f"estimate_shift: shapes {base.shape} and {other.shape}; expected two equal 2-D images")
-    h, w = base.shape
-    win, lp = _window_and_lowpass((h, w))
-    a = base.astype(np.float32, copy=False)
-    b = other.astype(np.float32, copy=False)
+    a: np.ndarray = base.astype(np.float32, copy=False)
+    b: np.ndarray = other.astype(np.float32, copy=False)
+    # The low-pass leaves nothing above ~3σ = 0.15 cycles/pixel: estimating at half resolution (Nyquist 0.25)
+    # gives the same accuracy for a quarter of the work.
+    scale, cycles = 1.0, LOWPASS_CYCLES
+    if min(a.shape) >= 128:
+        a = cv2.resize(a, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        b = cv2.resize(b, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        scale, cycles = 2.0, 2 * LOWPASS_CYCLES
+    h, w = a.shape
+    win, lp = _window_and_lowpass((h, w), cycles)
     fa = cv2.dft((a - np.float32(a.mean())) * win, flags=cv2.DFT_COMPLEX_OUTPUT)
     fb = cv2.dft((b - np.float32(b.mean())) * win, flags=cv2.DFT_COMPLEX_OUTPUT)
     r = cv2.mulSpectrums(fb, fa, 0, conjB=True)
@@ -132,13 +140,13 @@ def estimate_shift(base: np.ndarray, other: np.ndarray) -> tuple[float, float]:
     dx = _peak_offset(c[py, (px - 1) % w], c[py, px], c[py, (px + 1) % w])
     y = py if py <= h // 2 else py - h
     x = px if px <= w // 2 else px - w
-    return float(y + dy), float(x + dx)
+    return float((y + dy) * scale), float((x + dx) * scale)
 
 
 def align(image: np.ndarray, dy: float, dx: float) -> np.ndarray:
     """Move ``image`` (H×W or H×W×C, C ≤ 4) by (−dy, −dx): undoes a shift found by :func:`estimate_shift`."""
     h, w = image.shape[:2]
-    m = np.float32([[1, 0, -dx], [0, 1, -dy]])
+    m = np.array([[1, 0, -dx], [0, 1, -dy]], np.float32)
     out = cv2.warpAffine(image, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
     return out.reshape(image.shape)
 
@@ -393,6 +401,9 @@ class TwoShotStream(_OrderedDelivery):
                     self._worker = threading.Thread(target=self._run_worker, name="virtualfocus-twoshot", daemon=True)
                     self._worker.start()
 
+    def start(self) -> None:
+        self._ensure_worker()
+
     def push(
         self, image: np.ndarray, meta: Mapping[str, Any] | None = None, *, group: Hashable, z_um: float | None = None,
         context: Any = None, key: Hashable = None,
@@ -418,6 +429,13 @@ class TwoShotStream(_OrderedDelivery):
         if self._closed:
             raise RuntimeError("TwoShotStream is closed; create a new one")
         self._ensure_worker()
+        if group is not None:
+            try:
+                hash(group)
+            except TypeError:
+                self._warn.warn("unhashable-group", "virtualfocus: two-shot group %r is not hashable; the shot is "
+                                "restored single-shot, flagged", group)
+                group = None
         shot = (np.array(image, copy=True) if isinstance(image, np.ndarray) else image, meta, context, z_um)
         overflow_seq = None
         with self._lock:
@@ -495,6 +513,8 @@ class TwoShotStream(_OrderedDelivery):
         if g.done:
             return
         g.done = True
+        raws: tuple[Any, ...]
+        zs: tuple[float | None, ...]
         try:
             first = g.shots[0]
             if len(g.shots) >= 2:

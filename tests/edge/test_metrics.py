@@ -7,7 +7,6 @@ import time
 import cv2
 import numpy as np
 import pytest
-
 from virtualfocus.edge import metrics as M
 from virtualfocus.edge.errors import InputError
 
@@ -89,7 +88,13 @@ def test_ssim_matches_scikit_image() -> None:
     y = cv2.GaussianBlur((rng.random((80, 90, 3)) * 255).astype(np.uint8), (0, 0), 1.0)
     yhat = np.clip(y.astype(int) + rng.integers(-20, 20, y.shape), 0, 255).astype(np.uint8)
     ref = structural_similarity(
-        y, yhat, channel_axis=-1, data_range=255, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+        y,
+        yhat,
+        channel_axis=-1,
+        data_range=255,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
     )
     assert M.ssim(y, yhat) == pytest.approx(ref, abs=1e-6)
     assert M.ssim(y, y) == pytest.approx(1.0)

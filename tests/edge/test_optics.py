@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
-
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.optics import (
     Camera,
@@ -39,7 +40,7 @@ def test_full_grid_otf_has_unit_dc_gain() -> None:
 
 def test_psf_spreads_with_defocus() -> None:
     peaks = [psf(Optics(), z).max() for z in (0.0, 0.4, 0.8, 1.6)]
-    assert all(a > b for a, b in zip(peaks[:-1], peaks[1:], strict=True))
+    assert all(a > b for a, b in itertools.pairwise(peaks))
 
 
 def test_psf_symmetric_without_aberration() -> None:
@@ -50,7 +51,10 @@ def test_psf_symmetric_without_aberration() -> None:
 
 @pytest.mark.parametrize(
     "optics",
-    [Optics(spherical_waves=0.15, focal_shift_positive=1.0), Optics(spherical_waves=0.0, focal_shift_positive=0.8)],
+    [
+        Optics(spherical_waves=0.15, focal_shift_positive=1.0),
+        Optics(spherical_waves=0.0, focal_shift_positive=0.8),
+    ],
     ids=["spherical", "focal-shift"],
 )
 def test_psf_asymmetric_with_aberration(optics: Optics) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from virtualfocus.edge import metrics
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.optics import Camera

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from tests.edge.helpers import make_model_folder, make_two_input_model_folder
 from virtualfocus.edge import FocusRuntime
 from virtualfocus.edge.simulate import make_field
+
+from tests.edge.helpers import make_model_folder, make_two_input_model_folder
 
 SIZE = 96
 

@@ -6,11 +6,11 @@ import logging
 import threading
 
 import numpy as np
+from virtualfocus.edge import FocusRuntime, FrameStatus
+from virtualfocus.edge.integrations import FrameStream, StreamFrame, image_process_fn
 
 from tests.edge.helpers import SlowBackend
 from tests.edge.integrations.conftest import SIZE, capture
-from virtualfocus.edge import FocusRuntime, FrameStatus
-from virtualfocus.edge.integrations import FrameStream, StreamFrame, image_process_fn
 
 
 def test_in_order_despite_out_of_order_completion(identity_model):
@@ -52,13 +52,12 @@ def test_bad_input_and_raising_listener(runtime, field, caplog):
         with lock:
             seen.append(frame.seq)
 
-    with caplog.at_level(logging.WARNING, logger="virtualfocus"):
-        with FrameStream(runtime, on_frame=boom) as stream:
-            stream.connect(record)
-            for i, f in enumerate(frames):
-                stream.push(f, {"i": i})  # never raises, whatever the frame
-            assert stream.flush(10.0)
-            counts = dict(stream.counts)
+    with caplog.at_level(logging.WARNING, logger="virtualfocus"), FrameStream(runtime, on_frame=boom) as stream:
+        stream.connect(record)
+        for i, f in enumerate(frames):
+            stream.push(f, {"i": i})  # never raises, whatever the frame
+        assert stream.flush(10.0)
+        counts = dict(stream.counts)
     assert seen == [0, 1, 2, 3, 4]
     assert counts == {"restored": 2, "rejected": 3}
     text = caplog.text

@@ -8,9 +8,9 @@ import time
 import cv2
 import numpy as np
 import pytest
-
-from tests.edge.integrations.conftest import SIZE, capture
+from virtualfocus.edge import FocusRuntime
 from virtualfocus.edge.integrations import (
+    DefocusEstimate,
     DriftMonitor,
     FocusDriftDetected,
     FocusDriftRecovered,
@@ -22,9 +22,13 @@ from virtualfocus.edge.integrations import (
     estimate_shift,
     load_two_shot_engine,
 )
+from virtualfocus.edge.manifest import Manifest
 from virtualfocus.edge.metrics import brenner
 from virtualfocus.edge.simulate import make_field
 from virtualfocus.edge.stack import ZStack
+
+from tests.edge.helpers import make_model_folder
+from tests.edge.integrations.conftest import SIZE, capture
 
 
 def _shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
@@ -77,15 +81,16 @@ def test_disagreeing_shots_fall_back_single_shot(runtime, two_shot_model, field)
 def test_stream_pairs_in_order_and_second_shot_timeout(runtime, two_shot_model, field, caplog):
     got: list[StreamFrame] = []
     cfg = TwoShotConfig(pair_timeout_ms=150)
-    with caplog.at_level(logging.WARNING, logger="virtualfocus"):
-        with TwoShotStream(runtime, load_two_shot_engine(two_shot_model), config=cfg, on_frame=got.append) as s:
-            assert s.push(capture(field, -0.4, 1), {"g": "A"}, group="A", z_um=-0.4) == 0  # partner never comes
-            assert s.push(capture(field, -0.4, 2), {"g": "B"}, group="B", z_um=-0.4) == 1
-            assert s.push(capture(field, 0.4, 3), {"g": "B2"}, group="B", z_um=0.4) == 1
-            assert s.push(capture(field, 0.0, 4), {"g": "C"}, group=None) == 2  # no partner expected
-            t0 = time.perf_counter()
-            assert s.flush(5.0)
-            waited = time.perf_counter() - t0
+    engine = load_two_shot_engine(two_shot_model)
+    with caplog.at_level(logging.WARNING, logger="virtualfocus"), \
+            TwoShotStream(runtime, engine, config=cfg, on_frame=got.append) as s:
+        assert s.push(capture(field, -0.4, 1), {"g": "A"}, group="A", z_um=-0.4) == 0  # partner never comes
+        assert s.push(capture(field, -0.4, 2), {"g": "B"}, group="B", z_um=-0.4) == 1
+        assert s.push(capture(field, 0.4, 3), {"g": "B2"}, group="B", z_um=0.4) == 1
+        assert s.push(capture(field, 0.0, 4), {"g": "C"}, group=None) == 2  # no partner expected
+        t0 = time.perf_counter()
+        assert s.flush(5.0)
+        waited = time.perf_counter() - t0
     assert [f.seq for f in got] == [0, 1, 2]
     assert [f.metadata["g"] for f in got] == ["A", "B", "C"]  # the first shot's metadata
     a, b, c = (f.metadata for f in got)
@@ -128,3 +133,19 @@ def test_signed_pair_estimate_and_calibration(field):
         lo, hi = capture(field, z_mid - 0.4, 1), capture(field, z_mid + 0.4, 2)
         d = est.estimate_pair([hi, lo], [z_mid + 0.4, z_mid - 0.4]).defocus_um  # any order
         assert np.sign(d) == np.sign(z_mid) and abs(d - z_mid) < 0.35
+
+
+def test_drift_monitor_takes_trusted_range_from_manifest(tmp_path):
+    folder = make_model_folder(tmp_path / "m")
+    m = Manifest.load(folder)
+    m.trusted_defocus_um = (-0.6, 1.0)
+    m.save()
+    with FocusRuntime.load(folder, ladder=False, warmup=5, threads=1) as rt:
+        mon = DriftMonitor.for_runtime(rt, confirm=1)
+        seen: list[object] = []
+        rt.events.connect(FocusDriftDetected, seen.append)  # drift events arrive with the runtime's own events
+        mon.record(DefocusEstimate(0.9, True), key="p0")
+        mon.record(DefocusEstimate(-0.7, True), key="p1")
+        mon.record(DefocusEstimate(0.7, False), key="p2")  # a magnitude: bounded by min(|−0.6|, 1.0)
+    assert mon.trusted_um == (-0.6, 1.0)
+    assert [e.key for e in seen] == ["p1", "p2"]

@@ -1,0 +1,96 @@
+"""The whole registry: every variant builds, runs forward and one optimiser step on CPU; specs are strict."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from virtualfocus.edge.errors import InputError
+from virtualfocus.training.registry import (
+    ClassifierSpec,
+    Pix2PixSpec,
+    RestorationSpec,
+    create_model,
+    get_spec,
+    list_models,
+    register,
+)
+from virtualfocus.training.systems import make_system
+
+from .small_specs import SMALL
+
+EXPECTED = [
+    "pix2pix", "pix2pix-cnn", "pan", "deblurgan", "pix2pix-dist", "pix2pix-dist-2inputs", "pix2pix-dist-fast",
+    "focus-distance-classifier", "autoencoder-whole", "autoencoder-split", "tsva", "dbmid-blur-classifier",
+    "dbmid-defocus", "dbmid-motion", "mmdf-focus-classifier", "fusegan",
+]
+
+
+
+def test_registry_names_are_exactly_the_papers_systems() -> None:
+    assert list_models() == EXPECTED
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_variant_builds_steps_and_stays_finite(name: str) -> None:
+    torch.manual_seed(0)
+    spec = get_spec(name, **SMALL[name])
+    system = make_system(spec, device=torch.device("cpu"), amp=False, channels_last=True, seed=0)
+    size = max(32, spec.pad_multiple)
+    inputs = spec.inputs if isinstance(spec, RestorationSpec) else 1
+    x = torch.rand(2, 3 * inputs, size, size) * 2 - 1
+    y = torch.rand(2, 3, size, size) * 2 - 1
+    batch = {"x": x, "y": y, "offset": torch.tensor([-1.0, 0.6])}
+    model = system.networks["model"]
+    before = [p.detach().clone() for p in model.parameters()]
+    losses = system.train_step(batch)
+    assert losses and all(v == v for k, v in losses.items() if k != "d_total"), losses  # no NaN
+    changed = any(not torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    assert changed, f"{name}: the optimiser step did not change the weights"
+    model.eval()
+    with torch.no_grad():
+        out = model(x.contiguous(memory_format=torch.channels_last))
+    assert torch.isfinite(out).all()
+    if isinstance(spec, ClassifierSpec):
+        assert out.shape == (2, len(spec.class_names))
+    else:
+        assert out.shape == (2, 3, size, size)
+        assert out.min() >= -1 and out.max() <= 1
+
+
+def test_paper_sizes_match_the_design_table() -> None:
+    # DESIGN.md: 64 filters / 8 levels = 54.5 M parameters, 16 filters / 4 levels = 0.39 M.
+    n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert abs(n(create_model("pix2pix")) / 1e6 - 54.41) < 0.01
+    assert abs(n(create_model("pix2pix-dist-fast")) / 1e6 - 0.388) < 0.001
+    assert get_spec("pix2pix").pad_multiple == 256 and get_spec("pix2pix-dist-fast").pad_multiple == 16
+    assert get_spec("pix2pix-dist-fast", space_to_depth=2).pad_multiple == 32
+
+
+def test_unknown_name_lists_known_names() -> None:
+    with pytest.raises(KeyError, match="pix2pix-dist-fast"):
+        create_model("pix2pix-fastest")
+
+
+def test_unknown_or_invalid_override_is_rejected() -> None:
+    with pytest.raises(InputError, match="valid fields"):
+        get_spec("pix2pix", filterz=3)
+    with pytest.raises(InputError, match="pixelshuffle"):
+        get_spec("pix2pix", decoder="bilinear")
+    with pytest.raises(InputError, match="adversarial"):
+        get_spec("pix2pix", adversarial="hinge")
+
+
+def test_register_twice_is_an_error() -> None:
+    with pytest.raises(KeyError, match="already registered"):
+        register(Pix2PixSpec(name="pix2pix"))
+
+
+@pytest.mark.parametrize("name", EXPECTED)
+def test_spec_round_trips_through_asdict(name: str) -> None:
+    spec = get_spec(name)
+    fields = dataclasses.asdict(spec)
+    assert fields["name"] == name
+    fields.pop("name")
+    assert get_spec(name, **fields) == spec

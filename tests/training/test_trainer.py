@@ -1,0 +1,155 @@
+"""Trainer, run directory, checkpoints and the `virtualfocus train` CLI on small simulated stacks."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from virtualfocus.edge.errors import InputError, ModelLoadError
+from virtualfocus.training.checkpoint import load_checkpoint, load_run
+from virtualfocus.training.cli import main
+from virtualfocus.training.config import TrainConfig, apply_overrides, read_run_config
+from virtualfocus.training.datasets import (
+    DataSpec,
+    StackPairDataset,
+    ValidationDataset,
+    load_sources,
+    split_stacks,
+)
+from virtualfocus.training.registry import get_spec
+
+FAST = ["--crop", "32", "--workers", "0", "--no-progress", "--set", "log_every=2", "--set", "threads=2",
+        "--set", "adversarial=none", "--set", "lambda_distance=0"]
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "log.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_trains_saves_and_resumes(sim_stacks: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run = tmp_path / "run"
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "4",
+                 "--val-every", "2", *FAST]) == 0
+    assert "completed at step 4" in capsys.readouterr().out
+    cfg, spec, state = read_run_config(run)
+    assert state.step == 4 and state.stopped == "completed" and state.best_val is not None
+    assert spec.name == "pix2pix-dist-fast" and spec.adversarial == "none" and cfg.crop == 32
+    rows = _rows(run)
+    assert [r["step"] for r in rows] == ["2", "4"]
+    assert float(rows[-1]["val_psnr"]) > 0 and float(rows[-1]["input_mse"]) > 0
+    # an existing run is never overwritten by accident
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "4", *FAST]) == 2
+    assert "--resume" in capsys.readouterr().err
+    # resume continues the step count and appends to the log
+    assert main(["pix2pix-dist-fast", "--out", str(run), "--resume", "--steps", "6", "--no-progress"]) == 0
+    assert read_run_config(run)[2].step == 6
+    assert _rows(run)[-1]["step"] == "6"
+    assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+
+
+def test_load_run_gives_the_saved_weights_in_eval_mode(sim_stacks: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "2",
+                 "--val-every", "2", *FAST, "--set", "decoder=pixelshuffle"]) == 0
+    loaded = load_run(run)
+    assert loaded.spec.decoder == "pixelshuffle" and loaded.step == 2 and not loaded.generator.training
+    saved = torch.load(run / "checkpoints" / "best.pt", weights_only=True)["models"]["model"]
+    for k, v in loaded.generator.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(loaded.generator(x), loaded.generator(x))
+    assert load_run(run, which="last").step == 2
+
+
+def test_bad_run_files_raise_model_load_error(sim_stacks: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "1",
+                 "--val-every", "0", *FAST]) == 0
+    with pytest.raises(ModelLoadError, match="which='last'"):
+        load_run(run)  # never validated: no best.pt
+    (run / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelLoadError, match=r"last\.pt"):
+        load_run(run, which="last")
+    raw = json.loads((run / "config.json").read_text())
+    raw["config"]["learning_rate"] = 1
+    (run / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="learning_rate"):
+        read_run_config(run)
+    raw["config"].pop("learning_rate")
+    raw["spec"]["filterz"] = 3
+    (run / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(ModelLoadError, match="filterz"):
+        load_run(run, which="last")
+    with pytest.raises(ModelLoadError, match=r"config\.json"):
+        load_run(tmp_path / "nowhere")
+
+
+def test_overrides_are_typed_and_checked() -> None:
+    cfg = TrainConfig(model="pix2pix-dist-fast")
+    cfg, spec = apply_overrides(cfg, get_spec("pix2pix-dist-fast"),
+                                {"batch_size": "8", "residual": "true", "dfeat_g_weights": "1,2",
+                                 "distance_classifier": "none", "lr": "1e-3", "adversarial": "bce"})
+    assert cfg.batch_size == 8 and spec.residual is True and spec.dfeat_g_weights == (1.0, 2.0)
+    assert spec.distance_classifier is None and spec.lr == 1e-3
+    with pytest.raises(InputError, match="model settings"):
+        apply_overrides(cfg, spec, {"nonsense": "1"})
+    with pytest.raises(InputError, match="integer"):
+        apply_overrides(cfg, spec, {"filters": "1.5"})
+
+
+def test_cli_errors_are_reported_not_raised(sim_stacks: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    assert main(["pix2pix-fastest", "--data", str(sim_stacks), "--out", str(tmp_path / "r")]) == 2
+    assert "known models" in capsys.readouterr().err
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(tmp_path / "r"), "--steps", "1",
+                 "--crop", "32", "--workers", "0", "--no-progress"]) == 2
+    assert "distance_classifier" in capsys.readouterr().err  # pix2pix-dist needs a trained classifier
+    assert main(["pix2pix-dist-fast", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "r")]) == 2
+    assert main(["--list"]) == 0 and "tsva" in capsys.readouterr().out
+
+
+def test_two_stage_distance_training(sim_stacks: Path, tmp_path: Path) -> None:
+    cls = tmp_path / "cls"
+    assert main(["focus-distance-classifier", "--data", str(sim_stacks), "--out", str(cls), "--steps", "2",
+                 "--val-every", "2", "--crop", "32", "--workers", "0", "--no-progress", "--batch-size", "4"]) == 0
+    assert float(_rows(cls)[-1]["val_acc"]) >= 0
+    run = tmp_path / "dist"
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "2",
+                 "--val-every", "2", "--crop", "32", "--workers", "0", "--no-progress",
+                 "--set", f"distance_classifier={cls}"]) == 0
+    row = _rows(run)[-1]
+    assert float(row["g_distance"]) > 0 and float(row["d_total"]) > 0  # distance loss and PatchGAN both active
+
+
+def test_datasets_pairs_two_inputs_and_validation(sim_stacks: Path) -> None:
+    refs = load_sources([str(sim_stacks)])
+    train, val = split_stacks(refs, val_fraction=0.25, seed=0)
+    assert len(train) == 3 and len(val) == 1 and not {r.name for r in train} & {r.name for r in val}
+    ds = StackPairDataset(train, DataSpec(crop=32, inputs=2, delta_um=0.6), length=8, seed=1)
+    a, b = ds[3], ds[3]
+    assert torch.equal(a["x"], b["x"])  # deterministic per (seed, epoch, index)
+    assert a["x"].shape == (6, 32, 32) and a["y"].shape == (3, 32, 32)
+    assert -1.4 - 1e-6 <= float(a["offset"]) <= 1.2 + 1e-6
+    assert float(a["x"].min()) >= -1 and float(a["x"].max()) <= 1
+    ds.set_epoch(1)
+    assert not torch.equal(ds[3]["x"], a["x"])
+    v = ValidationDataset(val, DataSpec(crop=32, augment=False))
+    assert len(v) == 14  # −1.4 … +1.2 µm
+    assert torch.equal(v[5]["x"], v[5]["x"])
+    sharp = [i for i in range(len(v)) if abs(float(v[i]["offset"])) < 1e-6]
+    assert len(sharp) == 1 and torch.equal(v[sharp[0]]["x"], v[sharp[0]]["y"])
+
+
+def test_cli_simulated_source(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["pix2pix-dist-fast", "--data", "sim:3:64:7", "--out", str(run), "--steps", "2", "--val-every",
+                 "2", *FAST]) == 0
+    cfg, _, state = read_run_config(run)
+    assert cfg.data == ("sim:3:64:7",) and state.best_step == 2
+    with pytest.raises(InputError, match="sim:N"):
+        load_sources(["sim:x"])
