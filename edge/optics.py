@@ -487,24 +487,24 @@ def render_layers(
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _normal_quantiles() -> np.ndarray:
+    from statistics import NormalDist
+
+    nd = NormalDist()
+    return np.array([nd.inv_cdf((i + 0.5) / 65536.0) for i in range(65536)], np.float32)
+
+
 def standard_normal_fast(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Exact standard-normal float32 samples by the Box–Muller transform (2–3× faster than numpy's ziggurat
-    for float32 here, because numpy's float32 log/sin/cos are vectorised)."""
+    """Standard-normal float32 samples by inverse-CDF lookup of 16-bit uniform integers.
+
+    The 65 536 equiprobable quantiles reproduce the normal distribution to far below a grey level of camera
+    noise (tails are cut at ±4.3 σ), at about a third of the cost of numpy's float32 ziggurat here — camera noise
+    is otherwise the most expensive step of simulating a stack.
+    """
     n = int(np.prod(shape))
-    h = (n + 1) // 2
-    u = rng.random(2 * h, dtype=np.float32)
-    r, theta = u[:h], u[h:]
-    np.subtract(np.float32(1.0), r, out=r)  # (0, 1]: log is finite
-    np.log(r, out=r)
-    r *= np.float32(-2.0)
-    np.sqrt(r, out=r)
-    theta *= np.float32(2.0 * np.pi)
-    out = np.empty(2 * h, np.float32)
-    np.cos(theta, out=out[:h])
-    np.sin(theta, out=out[h:])
-    out[:h] *= r
-    out[h:] *= r
-    return out[:n].reshape(shape)
+    u = np.frombuffer(rng.bytes(2 * n), dtype=np.uint16)
+    return np.take(_normal_quantiles(), u).reshape(shape)
 
 
 def add_camera_noise(intensity: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:

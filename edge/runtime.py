@@ -182,6 +182,22 @@ class ModelEngine:
             self.tiler = Tiler(max_tile=max_tile, overlap=overlap, multiple=contract.pad_multiple)
             self._static = None
 
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike[str] | None,
+        *,
+        backend: str | None = None,
+        threads: int | None = None,
+        precision: str = "default",
+        max_tile: int = 1024,
+        overlap: int = 32,
+        contract: InputContract | None = None,
+    ) -> ModelEngine:
+        """Load one variant (shipped name, folder or file) without warm-up; see :meth:`FocusRuntime.load`."""
+        return _engine_from_source(resolve_model(model, contract=contract), backend=backend, threads=threads,
+                                   precision=precision, max_tile=max_tile, overlap=overlap)
+
     @property
     def backend_name(self) -> str:
         return self.backend.kind.value
@@ -683,6 +699,16 @@ class FocusRuntime:
         self.events.emit(FrameRestored(frame))
         return True
 
+    def start(self) -> None:
+        """Start the worker and deadline threads now (they also start on the first :meth:`submit`)."""
+        if self._closed:
+            raise RuntimeError("FocusRuntime is closed")
+        self._ensure_threads()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def _ensure_threads(self) -> None:
         if self._worker is not None:
             return
@@ -730,6 +756,8 @@ class FocusRuntime:
                 waited = (time.perf_counter() - job.submitted) * 1e3
                 if self._resolve(job, self._raw(job, FrameStatus.LATE, f"missed the {self.deadline_ms:g} ms deadline")):
                     self.events.emit(FrameLate(job.index, waited, self.deadline_ms))
+                    # A missed deadline is the clearest sign of overload: it counts against the running rung.
+                    self._account(self._rung, waited)
 
     # -- shutdown ----------------------------------------------------------------------------------------------
     def close(self, *, drain: bool = True, timeout: float | None = None) -> None:

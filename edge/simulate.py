@@ -114,13 +114,13 @@ class SimConfig:
     optics: Optics = field(default_factory=Optics)
     camera: Camera = field(default_factory=Camera)
     wbc_types: tuple[str, ...] = WBC_TYPES
-    wbc_height_um: tuple[float, float] = (0.25, 0.6)
+    wbc_height_um: tuple[float, float] = (0.1, 0.4)
     rbc_depth_sd_um: float = 0.06
     rbc_coverage: tuple[float, float] = (0.30, 0.55)
     platelets: tuple[int, int] = (2, 8)
     stain_variation: float = 1.0
     focus_jitter_um: float = 0.05
-    flicker: float = 0.011
+    flicker: float = 0.009
     motion_probability: float = 0.0
     motion_length_px: tuple[float, float] = (3.0, 12.0)
     focus_map_um: float = 0.0
@@ -243,15 +243,15 @@ class SmearField:
         step = 0.1
         fm = self.focus_map.astype(np.float32)
         lo = float(np.floor((offsets.min() + fm.min()) / step) * step)
-        hi = float(np.ceil((offsets.max() + fm.max()) / step) * step)
+        hi = max(float(np.ceil((offsets.max() + fm.max()) / step) * step), lo + step)
         grid = np.round(np.arange(lo, hi + step / 2, step), 6)
         renders = self._flat_intensity(grid, motion)
         out = np.empty((offsets.size, *self.size, 3), dtype=np.float32)
+        yy, xx = np.indices(self.size)
         for i, o in enumerate(offsets):
             pos = np.clip((o + fm - lo) / step, 0, len(grid) - 1.000001)
             i0 = pos.astype(np.int32)
             w = (pos - i0)[..., None]
-            yy, xx = np.indices(self.size)
             out[i] = renders[i0, yy, xx] * (1 - w) + renders[i0 + 1, yy, xx] * w
         return out
 
@@ -352,7 +352,7 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int) 
 class _Canvas:
     """Per-depth optical-density layers on a periodic canvas (objects wrap around the borders)."""
 
-    def __init__(self, p: int, depth_quantum_um: float = 0.05) -> None:
+    def __init__(self, p: int, depth_quantum_um: float = 0.1) -> None:
         self.p = p
         self.q = depth_quantum_um
         self.layers: dict[int, np.ndarray] = {}
@@ -420,7 +420,10 @@ def _rbc(
     edge = _soft_disc_mask(rn * r_px, r_px, 0.8)
     thick = np.maximum(thick, 0.0) * edge
     tex = 1.0 + 0.04 * _smooth_noise(rng, thick.shape, 5)
-    od = (thick * tex)[..., None] * stain[None, None, :]
+    # a thin darker rim: light refracted out of the objective's aperture at the cell's steep edge
+    d = (rn - 0.97) * r_px
+    rim = 0.6 * np.exp(-0.5 * (d / 1.2) ** 2)
+    od = (thick * tex + rim)[..., None] * stain[None, None, :]
     return od.astype(np.float32), r_px
 
 
@@ -676,7 +679,7 @@ def make_field(
     wbc_depth = float(rng.uniform(*cfg.wbc_height_um))
     y0, x0 = round(wcy) - wh // 2, round(wcx) - wh // 2
     canvas.add(wbc_depth, y0, x0, c_od)
-    canvas.add(wbc_depth + 0.15, y0, x0, n_od)  # the nucleus bulges above the cytoplasm
+    canvas.add(wbc_depth + 0.1, y0, x0, n_od)  # the nucleus bulges above the cytoplasm
     wbc_r = wh / 2 * 0.85
     nucleus = [[round(wcy + ncy) % p, round(wcx + ncx) % p]]
 

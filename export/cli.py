@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="inference threads for measurements")
     p.add_argument("--no-accuracy-control", action="store_true",
                    help="plain nncf.quantize instead of quantize_with_accuracy_control")
-    p.add_argument("--quantize-first-last", action="store_true", help="also quantize the first and last convolution")
+    p.add_argument("--first-last", choices=("auto", "float", "int8"), default="auto",
+                   help="INT8 treatment of the first and last convolution: auto = quantize, fall back to float if "
+                        "the quality limits are missed (default); float; int8")
     p.add_argument("--max-file-mb", type=float, default=MAX_FILE_MB, help=f"largest file allowed (default {MAX_FILE_MB})")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     p.add_argument("--quiet", action="store_true")
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             training=prov, precisions=precisions, size=args.size,
             calibration=Calibration(stacks=args.calib_stacks, size=args.size),
             validation=ValidationSet(stacks=args.val_stacks, size=args.size),
-            ignore_first_last=not args.quantize_first_last, accuracy_control=not args.no_accuracy_control,
+            ignore_first_last={'auto': None, 'float': True, 'int8': False}[args.first_last], accuracy_control=not args.no_accuracy_control,
             latency_runs=args.latency_runs, threads=args.threads, max_file_mb=args.max_file_mb,
             overwrite=args.overwrite, log=log, description=_describe(arch, trained, prov),
         )

@@ -12,7 +12,16 @@ import numpy as np
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.stack import ZStack
 
-__all__ = ["Calibration", "ValidationSet", "calibration_tensors", "simulated_stacks", "to_model_input"]
+__all__ = [
+    "Calibration",
+    "ValidationSet",
+    "calibration_tensors",
+    "check_calibration_arrays",
+    "from_model_output",
+    "simulated_stacks",
+    "to_model_input",
+]
+
 
 @dataclass(frozen=True)
 class Calibration:

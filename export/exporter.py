@@ -122,7 +122,7 @@ def export_model(
     calibration: Calibration | Sequence[np.ndarray] | None = None,
     validation: ValidationSet | None = None,
     metrics: MetricFns | None = None,
-    ignore_first_last: bool = True,
+    ignore_first_last: bool | None = None,
     accuracy_control: bool = True,
     max_psnr_drop: float = _parity.INT8_MAX_PSNR_DROP,
     max_fr_change: float = _parity.INT8_MAX_FR_CHANGE,
@@ -163,8 +163,9 @@ def export_model(
         Fixed simulated stacks for quality and the INT8 verdict (default ``ValidationSet()``).
     metrics : MetricFns, optional
         Metric functions (default :func:`~virtualfocus.export.quality.default_metrics`).
-    ignore_first_last : bool
-        Keep the first and last convolution in float in both INT8 paths.
+    ignore_first_last : bool or None
+        Keep the first and last convolution in float in both INT8 paths (True), never (False), or only when the
+        all-INT8 file misses the quality limits (None, default; both attempts are recorded).
     accuracy_control : bool
         Use ``nncf.quantize_with_accuracy_control`` with ``max_psnr_drop`` (dB) on the validation set.
     latency_runs : int
@@ -311,7 +312,12 @@ def export_model(
         if calib is not None:
             say(f"INT8: {len(calib)} calibration samples")
             ov_convs = conv_node_names(ov_model)
-            ov_ignored = [ov_convs[0], ov_convs[-1]] if ignore_first_last and len(ov_convs) > 2 else []
+            onnx_convs = onnx_conv_names(tmp / "model.onnx")
+            ends = {"openvino": [ov_convs[0], ov_convs[-1]] if len(ov_convs) > 2 else [],
+                    "onnxruntime": [onnx_convs[0], onnx_convs[-1]] if len(onnx_convs) > 2 else []}
+            # ignore_first_last None = "auto": quantize every layer first; keep the first and last convolution in
+            # float only if the all-INT8 file misses the quality limits (they often carry the image's dynamic range).
+            attempts = [True] if ignore_first_last else [False, True] if ignore_first_last is None else [False]
             val_items = []
             if accuracy_control:
                 for st in stacks:
@@ -324,27 +330,33 @@ def export_model(
                 vals = [metrics.psnr(gt, from_model_output(np.asarray(compiled(x)[0]), pads)) for x, gt, pads in items]
                 return float(np.mean(vals))
 
-            qmodel, rec = quantize_openvino(ov_model, calib, ignored_names=ov_ignored,
-                                            validation=val_items if accuracy_control else None,
-                                            validation_fn=validate if accuracy_control else None,
-                                            max_drop=max_psnr_drop if accuracy_control else None)
-            save_ir(qmodel, tmp / "model-int8.xml", compress_to_fp16=False)
-            timed["openvino/int8"] = openvino_runner(tmp / "model-int8.xml", shape=shape, threads=threads)
-            quality["openvino/int8"] = q(timed["openvino/int8"])
-            int8["openvino"] = {**rec.to_dict(), "sibling": "openvino/fp32",
-                                "verdict": _parity.int8_verdict(quality["openvino/fp32"], quality["openvino/int8"],
-                                                                max_psnr_drop=max_psnr_drop,
-                                                                max_fr_change=max_fr_change)}
-            onnx_convs = onnx_conv_names(tmp / "model.onnx")
-            ort_ex = [onnx_convs[0], onnx_convs[-1]] if ignore_first_last and len(onnx_convs) > 2 else []
-            rec2 = quantize_onnx_qdq(tmp / "model.onnx", tmp / "model-int8.onnx", calib, exclude_nodes=ort_ex)
-            timed["onnxruntime/int8"] = onnxruntime_runner(tmp / "model-int8.onnx", threads=threads)
-            quality["onnxruntime/int8"] = q(timed["onnxruntime/int8"])
-            int8["onnxruntime"] = {**rec2.to_dict(), "sibling": "onnxruntime/fp32",
-                                   "verdict": _parity.int8_verdict(quality["onnxruntime/fp32"],
-                                                                   quality["onnxruntime/int8"],
-                                                                   max_psnr_drop=max_psnr_drop,
-                                                                   max_fr_change=max_fr_change)}
+            def ov_int8(ignore: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+                qmodel, rec = quantize_openvino(ov_model, calib, ignored_names=ends["openvino"] if ignore else [],
+                                                validation=val_items if accuracy_control else None,
+                                                validation_fn=validate if accuracy_control else None,
+                                                max_drop=max_psnr_drop if accuracy_control else None)
+                save_ir(qmodel, tmp / "model-int8.xml", compress_to_fp16=False)
+                run = openvino_runner(tmp / "model-int8.xml", shape=shape, threads=threads)
+                return run, rec.to_dict(), q(run)
+
+            def ort_int8(ignore: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+                rec = quantize_onnx_qdq(tmp / "model.onnx", tmp / "model-int8.onnx", calib,
+                                        exclude_nodes=ends["onnxruntime"] if ignore else [])
+                run = onnxruntime_runner(tmp / "model-int8.onnx", threads=threads)
+                return run, rec.to_dict(), q(run)
+
+            for backend, make in (("openvino", ov_int8), ("onnxruntime", ort_int8)):
+                tried = []
+                for ignore in attempts:
+                    run, rec_d, q8 = make(ignore)
+                    verdict = _parity.int8_verdict(quality[f"{backend}/fp32"], q8, max_psnr_drop=max_psnr_drop,
+                                                   max_fr_change=max_fr_change)
+                    tried.append({"ignored_scope": rec_d["ignored_scope"], "verdict": verdict})
+                    if verdict["passed"]:
+                        break
+                timed[f"{backend}/int8"] = run
+                quality[f"{backend}/int8"] = q8
+                int8[backend] = {**rec_d, "sibling": f"{backend}/fp32", "verdict": verdict, "attempts": tried}
 
         say(f"latency: {len(timed)} paths interleaved, {latency_runs} runs each at {s}×{s}")
         latency.update(time_runners(timed, xs, runs=latency_runs))

@@ -71,8 +71,12 @@ class TrainConfig:
         Mixed precision (bfloat16/float16 autocast) — used on CUDA only.
     channels_last : bool
         NHWC memory format for convolutions.
+    compile : bool
+        ``torch.compile`` the trainable networks (≈1.5–2× faster steps on this CPU after a ~1 min compile).
     samples_per_epoch : int
         Length of one sampler pass (data are drawn at random; an epoch only reseeds the draw).
+    preload_mb : float
+        Read stack folders into memory when their files total at most this (else an LRU cache per process).
     offset_range_um : (float, float)
         Offsets of the input planes (thesis −1.4 … +1.2 µm).
     log_every, save_every : int
@@ -99,7 +103,9 @@ class TrainConfig:
     threads: int | None = None
     amp: bool = True
     channels_last: bool = True
+    compile: bool = False
     samples_per_epoch: int = 1000
+    preload_mb: float = 4096
     offset_range_um: tuple[float, float] = (-1.4, 1.2)
     log_every: int = 50
     save_every: int = 500

@@ -127,8 +127,12 @@ def _parse_sim(source: str) -> tuple[int, int, int]:
     return n, size, seed
 
 
-def load_sources(sources: Sequence[str | os.PathLike[str]]) -> list[StackRef]:
-    """Stacks from folders (``*.tif`` + JSON sidecars, read lazily) and/or ``sim:N[:SIZE[:SEED]]`` specs.
+def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float = 4096) -> list[StackRef]:
+    """Stacks from folders (``*.tif`` + JSON sidecars) and/or ``sim:N[:SIZE[:SEED]]`` specs.
+
+    Folder stacks are read into memory now when their files total at most ``preload_mb`` MB (random crops then
+    cost no disk reads, and forked DataLoader workers share the pages); otherwise they are read lazily through a
+    per-process LRU cache.
 
     Raises
     ------
@@ -153,6 +157,11 @@ def load_sources(sources: Sequence[str | os.PathLike[str]]) -> list[StackRef]:
         if not tifs:
             raise InputError(f"--data {s}: no stacks (*.tif with a .json sidecar) in this folder")
         refs += [StackRef(path=p) for p in tifs]
+    on_disk = [r for r in refs if r.path is not None]
+    if on_disk and sum(r.path.stat().st_size for r in on_disk) <= preload_mb * 2**20:  # type: ignore[union-attr]
+        log.info("reading %d stacks into memory", len(on_disk))
+        for r in on_disk:
+            r.stack = read_stack(r.path)  # type: ignore[arg-type]
     if not refs:
         raise InputError("no training data: give --data FOLDER or --data sim:N")
     return refs

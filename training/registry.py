@@ -161,9 +161,10 @@ class RestorationSpec(ModelSpec):
         ``"random"`` for a frozen untrained one (tests only).
     lambda_focus : float
         Focus loss (thesis §6.3.1) = FPW between output and target, green channel, 0..255 scale.
-    lambda_perceptual, perceptual_layer, perceptual_network
-        Feature MSE on a frozen classifier of ours (replaces ImageNet VGG, which cannot be downloaded here);
-        ``perceptual_network`` as ``distance_classifier``.
+    lambda_perceptual, perceptual_layer, perceptual_network, perceptual_kind
+        Perceptual loss on a frozen classifier of ours (replaces ImageNet VGG, which cannot be downloaded here);
+        ``perceptual_network`` as ``distance_classifier``; ``perceptual_kind`` "mse" (DeblurGAN's feature MSE),
+        "l1", or "style" (Gram-matrix style reconstruction loss the thesis tried with VGG-16, §6.3.2).
     adversarial : {"none", "bce", "wgan-gp"}
         Adversarial game: conditional BCE (pix2pix), or Wasserstein with gradient penalty (DeblurGAN).
     lambda_adv_g, lambda_adv_d : float
@@ -196,6 +197,7 @@ class RestorationSpec(ModelSpec):
     lambda_perceptual: float = 0.0
     perceptual_layer: int = 3
     perceptual_network: str | None = None
+    perceptual_kind: str = "mse"
     adversarial: str = "none"
     lambda_adv_g: float = 1.0
     lambda_adv_d: float = 1.0
@@ -215,6 +217,7 @@ class RestorationSpec(ModelSpec):
         _choice(self, "pixel_loss", self.pixel_loss, PIXEL_LOSSES)
         _choice(self, "inputs", self.inputs, (1, 2))
         _choice(self, "degradation", self.degradation, ("defocus", "motion"))
+        _choice(self, "perceptual_kind", self.perceptual_kind, ("mse", "l1", "style"))
         if self.d_steps < 1 or self.d_every < 1:
             raise InputError(f"{self.name}: d_steps={self.d_steps}, d_every={self.d_every}; both must be ≥ 1")
         _positive(self, lambda_pixel=self.lambda_pixel, lambda_distance=self.lambda_distance,

@@ -176,7 +176,7 @@ def _layers_from_image(
         else:
             depth_of[lab] = rng.normal(0.0, cfg.rbc_depth_sd_um)
     depth_map = depth_of[seg.labels]
-    depth_map[seg.nucleus & (seg.labels > 0)] = wbc_height + 0.15
+    depth_map[seg.nucleus & (seg.labels > 0)] = wbc_height + 0.1
     q = 0.05
     keys = np.round(depth_map / q).astype(np.int32)
     uniq = np.unique(keys)

@@ -43,7 +43,15 @@ log = logging.getLogger("virtualfocus.training")
 
 
 def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if hasattr(m, "module") and isinstance(m.module, nn.Module) else m
+    """The plain module under ``torch.compile`` (``_orig_mod``) and/or DDP (``module``) wrappers."""
+    for _ in range(3):
+        inner = getattr(m, "_orig_mod", None)
+        if not isinstance(inner, nn.Module):
+            inner = getattr(m, "module", None)
+        if not isinstance(inner, nn.Module):
+            break
+        m = inner
+    return m
 
 
 def load_frozen_classifier(source: str | None, *, what: str, spec_name: str) -> nn.Module:
@@ -130,6 +138,12 @@ class _Base:
             if any(p.requires_grad for p in net.parameters()):
                 self.networks[k] = wrap(net)
 
+    def compile(self) -> None:
+        """``torch.compile`` the trainable networks (Inductor; needs a C++ compiler; first step is slow)."""
+        for k, net in self.networks.items():
+            if any(p.requires_grad for p in net.parameters()):
+                self.networks[k] = torch.compile(net)
+
     def state_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "models": {k: _unwrap(m).state_dict() for k, m in self.networks.items()},
@@ -177,7 +191,7 @@ class RestorationSystem(_Base):
             self.distance = L.FeatureLoss(self._prep(net), layer=spec.distance_layer, kind="l1")
         if spec.lambda_perceptual > 0:
             net = load_frozen_classifier(spec.perceptual_network, what="perceptual_network", spec_name=spec.name)
-            self.perceptual = L.FeatureLoss(self._prep(net), layer=spec.perceptual_layer, kind="mse")
+            self.perceptual = L.FeatureLoss(self._prep(net), layer=spec.perceptual_layer, kind=spec.perceptual_kind)
         self.pixel = L.l1_loss if spec.pixel_loss == "l1" else L.mse_loss
         self.step_count = 0
         self._input_metrics: dict[str, float] | None = None

@@ -210,7 +210,7 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
         raise InputError(f"{spec.name}: crop {crop} is not a multiple of the network's pad multiple {pad}; "
                          f"use --crop {max(pad, crop // pad * pad)}")
 
-    refs = load_sources(config.data)
+    refs = load_sources(config.data, preload_mb=config.preload_mb)
     train_refs, val_refs = split_stacks(refs, val_fraction=config.val_fraction, seed=config.seed)
     dspec = _data_spec(config, spec, crop)
     train_set = StackPairDataset(train_refs, dspec, length=config.samples_per_epoch, seed=config.seed)
@@ -247,6 +247,8 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
 
         ids = [device.index] if device.type == "cuda" else None
         system.wrap_ddp(lambda m: DDP(m, device_ids=ids))
+    if config.compile:
+        system.compile()
     system.train()
 
     writer = None

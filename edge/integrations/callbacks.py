@@ -315,9 +315,8 @@ class FrameStream(_OrderedDelivery):
 
     def start(self) -> None:
         super().start()
-        ensure = getattr(self.runtime, "_ensure_threads", None)  # the runtime starts its threads lazily too
-        if ensure is not None and not self.runtime._closed:
-            ensure()
+        if not self.runtime.closed:
+            self.runtime.start()
 
     def push(
         self, image: np.ndarray, meta: Mapping[str, Any] | None = None, *, context: Any = None, key: Any = None

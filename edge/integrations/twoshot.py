@@ -211,7 +211,7 @@ def load_two_shot_engine(
         Not found, not a two-input model, or no backend could load it.
     """
     from ..models import resolve_model, shipped
-    from ..runtime import _engine_from_source
+    from ..runtime import ModelEngine
 
     if model is None:
         name = shipped().two_shot
@@ -222,8 +222,7 @@ def load_two_shot_engine(
     if src.manifest.input.inputs != 2:
         raise ModelLoadError(f"{src.origin}: input.inputs is {src.manifest.input.inputs}; two-shot mode needs a "
                              "two-input model (input.inputs == 2)")
-    return _engine_from_source(src, backend=backend, threads=threads, precision=precision, max_tile=1024,
-                               overlap=32)
+    return ModelEngine.load(src.origin, backend=backend, threads=threads, precision=precision)
 
 
 # ---------------------------------------------------------------------------------------------------------- fuser

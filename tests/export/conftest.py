@@ -31,6 +31,6 @@ def exported(tmp_path_factory: pytest.TempPathFactory, tiny_model) -> Path:
     out = tmp_path_factory.mktemp("models") / "tiny"
     export_model(tiny_model, out_dir=out, name="tiny", architecture="unet-tiny-test", trained=False,
                  size=TINY_SIZE, calibration=Calibration(stacks=1, size=TINY_SIZE),
-                 validation=ValidationSet(stacks=1, size=TINY_SIZE), accuracy_control=False, latency_runs=3,
+                 validation=ValidationSet(stacks=1, size=TINY_SIZE), accuracy_control=True, latency_runs=3,
                  threads=2)
     return out

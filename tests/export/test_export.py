@@ -18,7 +18,8 @@ from .conftest import TINY_SIZE, tiny_unet
 
 
 def test_package_imports_without_torch():
-    code = "import sys, virtualfocus.export, virtualfocus.export.cli; assert 'torch' not in sys.modules"
+    code = ("import sys, virtualfocus.export, virtualfocus.export.cli, virtualfocus.compression, "
+            "virtualfocus.compression.cli, virtualfocus.compression.report; assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -86,7 +87,8 @@ def test_int8_files_run_and_psnr_drop_measured(exported: Path):
     x = _inputs()["simulated"]
     for backend in ("openvino", "onnxruntime"):
         info = m.compression["int8"][backend]
-        assert info["samples"] > 0 and len(info["ignored_scope"]) == 2
+        assert info["samples"] > 0 and info["attempts"][0]["ignored_scope"] == []  # auto: all-INT8 tried first
+        assert len(info["attempts"][-1]["ignored_scope"]) == (0 if info["attempts"][0]["verdict"]["passed"] else 2)
         assert "psnr_drop_db" in info["verdict"] and "fr_change" in info["verdict"]
     if (exported / "model-int8.xml").exists():
         assert openvino_runner(exported / "model-int8.xml")(x).shape == x.shape
@@ -149,3 +151,15 @@ def test_fp32_only_and_transpose_decoder(tmp_path: Path):
     assert {f.path for f in m.files} == {"model.onnx", "model-static.onnx", "model.xml", "model.bin"}
     assert m.compression["static_file"]["size"] == [40, 40]  # 40 is already a multiple of 8
     assert m.parity["passed"]
+
+
+def test_int8_over_quality_limits_is_retried_then_not_shipped(tmp_path: Path):
+    m = export_model(tiny_unet(), out_dir=tmp_path / "q", name="q", architecture="x", trained=False, size=32,
+                     precisions=("fp32", "int8"), calibration=Calibration(stacks=1, size=32),
+                     validation=ValidationSet(stacks=1, size=32), accuracy_control=False, latency_runs=1,
+                     max_psnr_drop=-1.0)  # an impossible limit: INT8 must gain PSNR
+    for backend, f in (("openvino", "model-int8.xml"), ("onnxruntime", "model-int8.onnx")):
+        info = m.compression["int8"][backend]
+        assert [len(a["ignored_scope"]) for a in info["attempts"]] == [0, 2]
+        assert "over the limits" in m.compression["dropped"][f] and not (tmp_path / "q" / f).exists()
+    assert not (tmp_path / "q" / "model-int8.bin").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from virtualfocus.training.checkpoint import load_checkpoint, load_run
 from virtualfocus.training.cli import main
 from virtualfocus.training.registry import list_models

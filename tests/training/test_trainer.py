@@ -116,7 +116,8 @@ def test_cli_errors_are_reported_not_raised(sim_stacks: Path, tmp_path: Path,
 def test_two_stage_distance_training(sim_stacks: Path, tmp_path: Path) -> None:
     cls = tmp_path / "cls"
     assert main(["focus-distance-classifier", "--data", str(sim_stacks), "--out", str(cls), "--steps", "2",
-                 "--val-every", "2", "--crop", "32", "--workers", "0", "--no-progress", "--batch-size", "4"]) == 0
+                 "--val-every", "2", "--crop", "32", "--workers", "0", "--no-progress", "--batch-size", "4",
+                 "--set", "filters=4,8,8,8,8", "--set", "hidden=16,16", "--set", "pool_size=2"]) == 0
     assert float(_rows(cls)[-1]["val_acc"]) >= 0
     run = tmp_path / "dist"
     assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "2",
@@ -128,6 +129,9 @@ def test_two_stage_distance_training(sim_stacks: Path, tmp_path: Path) -> None:
 
 def test_datasets_pairs_two_inputs_and_validation(sim_stacks: Path) -> None:
     refs = load_sources([str(sim_stacks)])
+    assert all(r.stack is not None for r in refs)  # small folders are read into memory up front
+    lazy = load_sources([str(sim_stacks)], preload_mb=0)
+    assert lazy[0].stack is None and lazy[0].get().name == refs[0].name
     train, val = split_stacks(refs, val_fraction=0.25, seed=0)
     assert len(train) == 3 and len(val) == 1 and not {r.name for r in train} & {r.name for r in val}
     ds = StackPairDataset(train, DataSpec(crop=32, inputs=2, delta_um=0.6), length=8, seed=1)
@@ -153,3 +157,12 @@ def test_cli_simulated_source(tmp_path: Path) -> None:
     assert cfg.data == ("sim:3:64:7",) and state.best_step == 2
     with pytest.raises(InputError, match="sim:N"):
         load_sources(["sim:x"])
+
+
+def test_unwrap_sees_through_compile_and_ddp_wrappers() -> None:
+    from virtualfocus.training.nets.unet import UNetGenerator
+    from virtualfocus.training.systems import _unwrap
+
+    g = UNetGenerator(filters=4, levels=2)
+    assert _unwrap(torch.compile(g)) is g
+    assert _unwrap(g) is g
