@@ -16,6 +16,7 @@ Variants (all pix2pix-dist-fast = 16 filters, 4 levels, unless noted):
     l1-shuffle      pixel-shuffle decoder
     l1-s2d          pixel-shuffle decoder + space_to_depth=2 (every conv at half resolution)
     l1-dist         L1 + distance loss (frozen focus-distance classifier, layer 3)
+    l1-s2d-dist     l1-s2d + distance loss
     gan16           + 16×16 PatchGAN (thesis's "smaller D")
     gan70           + 70×70 PatchGAN (thesis default)
     gan70-dist      thesis pix2pix-dist-fast as published (PatchGAN + distance loss)
@@ -35,18 +36,19 @@ VARIANTS: dict[str, tuple[dict[str, object], bool]] = {
     "l1-shuffle": ({"adversarial": "none", "lambda_distance": 0.0, "decoder": "pixelshuffle"}, True),
     "l1-s2d": ({"adversarial": "none", "lambda_distance": 0.0, "decoder": "pixelshuffle", "space_to_depth": 2}, True),
     "l1-dist": ({"adversarial": "none", "distance_classifier": "random"}, True),
+    "l1-s2d-dist": ({"adversarial": "none", "distance_classifier": "random", "decoder": "pixelshuffle",
+                     "space_to_depth": 2}, True),
     "gan16": ({"adversarial": "bce", "lambda_distance": 0.0, "d_layers": 1}, True),
     "gan70": ({"adversarial": "bce", "lambda_distance": 0.0}, True),
     "gan70-dist": ({"adversarial": "bce", "distance_classifier": "random"}, True),
 }
-DEFAULT = ["l1", "l1-nchw", "l1-resize", "l1-shuffle", "l1-s2d", "l1-dist", "gan16", "gan70"]
+DEFAULT = ["l1", "l1-nchw", "l1-resize", "l1-shuffle", "l1-s2d", "l1-dist", "l1-s2d-dist", "gan16", "gan70"]
 
 
 def measure(overrides: dict[str, object], channels_last: bool, *, batch: int, size: int, steps: int, warmup: int,
             repeats: int) -> tuple[float, float]:
     """Median and spread (min..max) of iterations/s over ``repeats`` timed runs of ``steps`` steps."""
     import torch
-
     from virtualfocus.training.registry import get_spec
     from virtualfocus.training.systems import make_system
 
@@ -71,7 +73,6 @@ def measure_with_data(*, batch: int, size: int, steps: int, warmup: int, workers
     """Iterations/s of the L1 variant fed by the real DataLoader (simulated stacks in memory, augmentation on)."""
     import torch
     from torch.utils.data import DataLoader
-
     from virtualfocus.training.datasets import DataSpec, StackPairDataset, load_sources
     from virtualfocus.training.registry import get_spec
     from virtualfocus.training.systems import make_system

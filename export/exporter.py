@@ -398,6 +398,7 @@ def export_model(
         manifest = Manifest(
             name=name, architecture=architecture, input=c, files=described, trained=trained, spec=_spec_dict(spec),
             latency_ms=latency, quality=quality,
+            params=int(stats["params"]), gflops_360=float(stats["gflops"]),
             trusted_defocus_um=trusted_defocus_um,
             training=dict(training or {}),
             compression={**stats, "static_file": {"path": "model-static.onnx", "size": [s, s]},

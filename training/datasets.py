@@ -299,9 +299,9 @@ class StackPairDataset(Dataset):
     refs : sequence of StackRef
     spec : DataSpec
     length : int
-        Samples per epoch (indices ``0 … length-1``).
+        Samples per epoch (indices ``0 … length-1``; index ``e * length + i`` is sample ``i`` of epoch ``e``).
     seed : int
-        Base seed; ``set_epoch`` changes the draw per epoch.
+        Base seed; the draw for a sample is seeded by ``(seed, epoch, i)``.
     """
 
     def __init__(self, refs: Sequence[StackRef], spec: DataSpec, *, length: int = 1000, seed: int = 0) -> None:
@@ -322,7 +322,10 @@ class StackPairDataset(Dataset):
         return self._usable[k]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)])
+        # Indices ≥ length carry the epoch (``epoch * length + i``, see trainer's sampler): DataLoader workers hold
+        # their own copy of the dataset, so an epoch set in the main process would never reach them.
+        epoch, i = divmod(int(index), self.length)
+        rng = np.random.default_rng([self.seed, self.epoch + epoch, i])
         for _ in range(100):
             k = int(rng.integers(len(self.refs)))
             pairs = self._pairs(k)

@@ -702,10 +702,12 @@ register(Pix2PixSpec(name="pix2pix-dist-fast", filters=16, levels=4, adversarial
                            "space_to_depth=2 halves the resolution of every convolution. adversarial='none' "
                            "trains the generator alone (≈10× faster on CPU; thesis table 6.17 found it as good). "
                            "Set distance_classifier=RUN_DIR."))
-register(FocusDistanceSpec(name="focus-distance-classifier",
+register(FocusDistanceSpec(name="focus-distance-classifier", filters=(16, 32, 64, 64, 128), hidden=(256, 128),
                            notes="The thesis's distance network (CellaVision's, §6.3.3, figure 6.5): 5 conv + "
-                                 "max-pool blocks, 3 FC layers; filter counts are not published (ours: 32-64-128-"
-                                 "128-256, 3×3, BN). 14 classes: −1.4…+1.2 µm in 0.2 µm steps."))
+                                 "max-pool blocks, 3 FC layers; filter counts are not published (ours: 16-32-64-"
+                                 "64-128, 3×3, BN — narrow because the distance loss runs it on every generator "
+                                 "step: its first 3 layers cost ≈ half the 16-filter generator). 14 classes: "
+                                 "−1.4…+1.2 µm in 0.2 µm steps."))
 register(AutoencoderSpec(name="autoencoder-whole", variant="whole", filters=(32, 64), whole_image=True,
                          pixel_loss="l1", lambda_pixel=1.0, lr=1e-3, batch_size=16, crop=128,
                          notes="Paper 000 §4.1 (whole image resized to 128×128, L1, Adam 1e-3, batch 16); RGB "

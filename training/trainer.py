@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Sampler, Subset
 from virtualfocus.edge.errors import InputError
 
 from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
@@ -137,14 +138,47 @@ def _tensorboard(run_dir: Path) -> Any:
     return SummaryWriter(str(run_dir / "tb"))
 
 
-def _loader_iter(loader: DataLoader, start_epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-    epoch = start_epoch
+class _EpochSampler(Sampler[int]):
+    """``DistributedSampler`` (also for one process) that tags indices with the epoch and can resume mid-epoch.
+
+    Yields ``epoch * length + i`` (see :class:`StackPairDataset`), shuffled by ``(seed, epoch)`` and sharded by rank;
+    after :meth:`skip` the next epoch starts that many samples in, so a resumed run sees exactly the batches an
+    uninterrupted run would have seen.
+    """
+
+    def __init__(self, length: int, *, world: int, rank: int, seed: int) -> None:
+        from torch.utils.data.distributed import DistributedSampler
+
+        self.length = length
+        self.base = DistributedSampler(range(length), num_replicas=world, rank=rank, shuffle=True, seed=seed,
+                                       drop_last=True)
+        self.epoch, self._skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.base.set_epoch(epoch)
+
+    def skip(self, samples: int) -> None:
+        self._skip = samples
+
+    def __iter__(self) -> Iterator[int]:
+        skip, self._skip = self._skip, 0
+        return itertools.islice((self.epoch * self.length + i for i in self.base), skip, None)
+
+    def __len__(self) -> int:
+        return len(self.base) - self._skip
+
+
+def _loader_iter(loader: DataLoader, sampler: _EpochSampler, step: int, batch: int
+                 ) -> Iterator[dict[str, torch.Tensor]]:
+    per_epoch = len(sampler.base) // batch
+    epoch, done = divmod(step, per_epoch)
+    sampler.set_epoch(epoch)
+    sampler.skip(done * batch)
     while True:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        loader.dataset.set_epoch(epoch)
         yield from loader
         epoch += 1
+        sampler.set_epoch(epoch)
 
 
 def train(config: TrainConfig, spec: ModelSpec, run_dir: str | os.PathLike[str], *, resume: bool = False
@@ -221,15 +255,9 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
             step = len(val_set) / config.val_max_items
             val_set = Subset(val_set, [int(i * step) for i in range(config.val_max_items)])
     workers = default_workers() if config.workers is None else config.workers
-    sampler = None
-    if dist.enabled:
-        from torch.utils.data.distributed import DistributedSampler
-
-        sampler = DistributedSampler(train_set, num_replicas=dist.world, rank=dist.rank, shuffle=True,
-                                     seed=config.seed, drop_last=True)
-    loader = DataLoader(train_set, batch_size=batch, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        num_workers=workers, persistent_workers=workers > 0, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(config.seed))
+    sampler = _EpochSampler(config.samples_per_epoch, world=dist.world, rank=dist.rank, seed=config.seed)
+    loader = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
+                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
     if len(loader) == 0:
         raise InputError(f"samples_per_epoch={config.samples_per_epoch} is smaller than one batch of {batch}"
                          + (f" × {dist.world} processes" if dist.enabled else ""))
@@ -242,6 +270,9 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
         ckpt = load_checkpoint(checkpoint_path(run, "last"), map_location=device)
         system.load_state_dict(ckpt)
         system.step_count = state.step = int(ckpt["step"])
+        if "rng" in ckpt and not dist.enabled:  # exact continuation (dropout masks, soft labels, motion draws)
+            torch.set_rng_state(ckpt["rng"]["torch"].cpu())
+            system.rng.bit_generator.state = ckpt["rng"]["numpy"]
     if dist.enabled:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -264,7 +295,8 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
 
     def save(which: str) -> None:
         if dist.main:
-            payload = {"step": state.step, "best_val": state.best_val, **system.state_dict()}
+            payload = {"step": state.step, "best_val": state.best_val, **system.state_dict(),
+                       "rng": {"torch": torch.get_rng_state(), "numpy": system.rng.bit_generator.state}}
             save_checkpoint(checkpoint_path(run, which), payload)
 
     def validate() -> dict[str, float]:
@@ -291,8 +323,7 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
     running: dict[str, list[float]] = defaultdict(list)
     last_val: dict[str, float] = {}
     validated_at = -1
-    steps_per_epoch = len(loader)
-    batches = _loader_iter(loader, start_epoch=state.step // steps_per_epoch)
+    batches = _loader_iter(loader, sampler, state.step, batch)
     stop = None
     while state.step < config.steps:
         losses = system.train_step(next(batches))
