@@ -6,8 +6,9 @@ loader's. Aim from the issue: ≥ 8 it/s at batch 4, 256×256 on the 2-core deve
 ~6.5 it/s for a naive L1 loop and 0.7 it/s with the 70×70 PatchGAN).
 
     python benchmarks/train_throughput.py                 # default table, ~1–2 minutes
+    python benchmarks/train_throughput.py --threads 1     # on a shared machine: no OpenMP spin contention
     python benchmarks/train_throughput.py --steps 20 --variants l1 l1-nchw gan70
-    python benchmarks/train_throughput.py --with-data     # adds one row that includes the DataLoader
+    python benchmarks/train_throughput.py --with-data     # adds a row for the first variant fed by the DataLoader
 
 Variants (all pix2pix-dist-fast = 16 filters, 4 levels, unless noted):
     l1              generator alone, L1 loss, channels_last
@@ -18,7 +19,8 @@ Variants (all pix2pix-dist-fast = 16 filters, 4 levels, unless noted):
     l1-dist         L1 + distance loss (frozen focus-distance classifier, layer 3)
     l1-s2d-dist     l1-s2d + distance loss
     gan16           + 16×16 PatchGAN (thesis's "smaller D")
-    gan70           + 70×70 PatchGAN (thesis default)
+    gan70           + 70×70 PatchGAN (thesis default, 64 filters)
+    gan70-d16       + 70×70 PatchGAN with 16 filters (a discriminator as narrow as the generator)
     gan70-dist      thesis pix2pix-dist-fast as published (PatchGAN + distance loss)
 """
 
@@ -40,14 +42,17 @@ VARIANTS: dict[str, tuple[dict[str, object], bool]] = {
                      "space_to_depth": 2}, True),
     "gan16": ({"adversarial": "bce", "lambda_distance": 0.0, "d_layers": 1}, True),
     "gan70": ({"adversarial": "bce", "lambda_distance": 0.0}, True),
+    "gan70-d16": ({"adversarial": "bce", "lambda_distance": 0.0, "d_filters": 16}, True),
     "gan70-dist": ({"adversarial": "bce", "distance_classifier": "random"}, True),
 }
-DEFAULT = ["l1", "l1-nchw", "l1-resize", "l1-shuffle", "l1-s2d", "l1-dist", "l1-s2d-dist", "gan16", "gan70"]
+DEFAULT = ["l1", "l1-nchw", "l1-resize", "l1-shuffle", "l1-s2d", "l1-dist", "l1-s2d-dist", "gan16", "gan70",
+           "gan70-d16"]
 
 
 def measure(overrides: dict[str, object], channels_last: bool, *, batch: int, size: int, steps: int, warmup: int,
-            repeats: int) -> tuple[float, float]:
-    """Median and spread (min..max) of iterations/s over ``repeats`` timed runs of ``steps`` steps."""
+            repeats: int) -> tuple[float, float, float]:
+    """Median and spread (max − min) of iterations/s over ``repeats`` timed runs of ``steps`` steps, and the median
+    process CPU time per iteration (s) — the number that survives other processes sharing the cores."""
     import torch
     from virtualfocus.training.registry import get_spec
     from virtualfocus.training.systems import make_system
@@ -60,17 +65,19 @@ def measure(overrides: dict[str, object], channels_last: bool, *, batch: int, si
          "y": torch.rand(batch, 3, size, size, generator=g) * 2 - 1}
     for _ in range(warmup):
         system.train_step(b)
-    rates = []
+    rates, cpu = [], []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(steps):
             system.train_step(b)
         rates.append(steps / (time.perf_counter() - t))
-    return statistics.median(rates), max(rates) - min(rates)
+        cpu.append((time.process_time() - c) / steps)
+    return statistics.median(rates), max(rates) - min(rates), statistics.median(cpu)
 
 
-def measure_with_data(*, batch: int, size: int, steps: int, warmup: int, workers: int) -> float:
-    """Iterations/s of the L1 variant fed by the real DataLoader (simulated stacks in memory, augmentation on)."""
+def measure_with_data(overrides: dict[str, object], channels_last: bool, *, batch: int, size: int, steps: int,
+                      warmup: int, workers: int) -> float:
+    """Iterations/s of a variant fed by the real DataLoader (simulated stacks in memory, augmentation on)."""
     import torch
     from torch.utils.data import DataLoader
     from virtualfocus.training.datasets import DataSpec, StackPairDataset, load_sources
@@ -80,8 +87,8 @@ def measure_with_data(*, batch: int, size: int, steps: int, warmup: int, workers
     refs = load_sources([f"sim:4:{max(size + 32, 288)}"])
     ds = StackPairDataset(refs, DataSpec(crop=size), length=batch * (steps + warmup + 2), seed=0)
     loader = DataLoader(ds, batch_size=batch, num_workers=workers, drop_last=True, persistent_workers=workers > 0)
-    system = make_system(get_spec("pix2pix-dist-fast", adversarial="none", lambda_distance=0.0),
-                         device=torch.device("cpu"), amp=False, channels_last=True)
+    system = make_system(get_spec("pix2pix-dist-fast", **overrides), device=torch.device("cpu"), amp=False,
+                         channels_last=channels_last)
     it = iter(loader)
     for _ in range(warmup):
         system.train_step(next(it))
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: PyTorch's)")
-    p.add_argument("--with-data", action="store_true", help="add an L1 row fed by the DataLoader")
+    p.add_argument("--with-data", action="store_true",
+                   help="add a row for the first variant fed by the real DataLoader")
     p.add_argument("--workers", type=int, default=1)
     args = p.parse_args(argv)
 
@@ -113,16 +121,21 @@ def main(argv: list[str] | None = None) -> int:
     print(f"pix2pix-dist-fast training throughput: batch {args.batch}, {args.size}×{args.size}, torch "
           f"{torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; load average "
           f"{os.getloadavg()[0]:.1f} at start")
-    print(f"{'variant':12s} {'it/s':>7s} {'±':>6s} {'ms/it':>7s}")
+    threads = torch.get_num_threads()
+    # cpu ms/it: process CPU time per step; "idle it/s" = threads / CPU time, the rate on otherwise idle cores
+    # if the step parallelised perfectly (an upper bound; use it to compare variants when the machine is shared).
+    print(f"{'variant':12s} {'it/s':>7s} {'±':>6s} {'ms/it':>7s} {'cpu ms/it':>10s} {'idle it/s':>10s}")
     for name in args.variants:
         overrides, cl = VARIANTS[name]
-        rate, spread = measure(overrides, cl, batch=args.batch, size=args.size, steps=args.steps,
-                               warmup=args.warmup, repeats=args.repeats)
-        print(f"{name:12s} {rate:7.2f} {spread / 2:6.2f} {1000 / rate:7.1f}", flush=True)
+        rate, spread, cpu = measure(overrides, cl, batch=args.batch, size=args.size, steps=args.steps,
+                                    warmup=args.warmup, repeats=args.repeats)
+        print(f"{name:12s} {rate:7.2f} {spread / 2:6.2f} {1000 / rate:7.1f} {1000 * cpu:10.1f} "
+              f"{threads / cpu:10.2f}", flush=True)
     if args.with_data:
-        rate = measure_with_data(batch=args.batch, size=args.size, steps=args.steps, warmup=args.warmup,
-                                 workers=args.workers)
-        print(f"{'l1+loader':12s} {rate:7.2f} {'':6s} {1000 / rate:7.1f}  ({args.workers} worker(s))")
+        first = args.variants[0]
+        rate = measure_with_data(*VARIANTS[first], batch=args.batch, size=args.size, steps=args.steps,
+                                 warmup=args.warmup, workers=args.workers)
+        print(f"{first + '+data':12s} {rate:7.2f} {'':6s} {1000 / rate:7.1f}  (DataLoader, {args.workers} worker(s))")
     print(f"load average {os.getloadavg()[0]:.1f} at end (other processes share these cores)")
     return 0
 

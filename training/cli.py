@@ -89,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.model or not args.out:
         parser.error("MODEL and --out are required (or use --list / --show NAME)")
-    if not args.data and not args.resume:
+    if not args.data and not args.resume and args.model in list_models():
         parser.error("--data is required: a folder of stacks or sim:N[:SIZE]")
 
     from .config import TrainConfig, apply_overrides, read_run_config
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"virtualfocus train: --resume: {args.out} trained {spec.name!r}, not {args.model!r}",
                       file=sys.stderr)
                 return 2
-        elif args.model.endswith(".json") or source.is_dir():
+        elif args.model not in list_models() and (args.model.endswith(".json") or source.is_dir()):
             run_dir = source if source.is_dir() else source.parent
             cfg, spec, _ = read_run_config(run_dir)
             cfg = dataclasses.replace(cfg, data=tuple(args.data) or cfg.data)

@@ -76,7 +76,8 @@ class TrainConfig:
     samples_per_epoch : int
         Length of one sampler pass (data are drawn at random; an epoch only reseeds the draw).
     preload_mb : float
-        Read stack folders into memory when their files total at most this (else an LRU cache per process).
+        Read stack folders into memory when their decoded planes total at most this many MB (else an LRU cache
+        per process).
     offset_range_um : (float, float)
         Offsets of the input planes (thesis −1.4 … +1.2 µm).
     log_every, save_every : int
@@ -105,7 +106,7 @@ class TrainConfig:
     channels_last: bool = True
     compile: bool = False
     samples_per_epoch: int = 1000
-    preload_mb: float = 4096
+    preload_mb: float = 6144
     offset_range_um: tuple[float, float] = (-1.4, 1.2)
     log_every: int = 50
     save_every: int = 500

@@ -127,12 +127,12 @@ def _parse_sim(source: str) -> tuple[int, int, int]:
     return n, size, seed
 
 
-def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float = 4096) -> list[StackRef]:
+def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float = 6144) -> list[StackRef]:
     """Stacks from folders (``*.tif`` + JSON sidecars) and/or ``sim:N[:SIZE[:SEED]]`` specs.
 
-    Folder stacks are read into memory now when their files total at most ``preload_mb`` MB (random crops then
-    cost no disk reads, and forked DataLoader workers share the pages); otherwise they are read lazily through a
-    per-process LRU cache.
+    Folder stacks are read into memory now when their decoded planes total at most ``preload_mb`` MB (estimated
+    from the first stack; random crops then cost no disk reads, and forked DataLoader workers share the pages);
+    otherwise they are read lazily through a per-process LRU cache.
 
     Raises
     ------
@@ -158,10 +158,19 @@ def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float
             raise InputError(f"--data {s}: no stacks (*.tif with a .json sidecar) in this folder")
         refs += [StackRef(path=p) for p in tifs]
     on_disk = [r for r in refs if r.path is not None]
-    if on_disk and sum(r.path.stat().st_size for r in on_disk) <= preload_mb * 2**20:  # type: ignore[union-attr]
-        log.info("reading %d stacks into memory", len(on_disk))
-        for r in on_disk:
-            r.stack = read_stack(r.path)  # type: ignore[arg-type]
+    if on_disk and preload_mb > 0:
+        # TIFFs may be compressed: scale the folder's file size by the first stack's in-memory/on-disk ratio.
+        first = read_stack(on_disk[0].path)  # type: ignore[arg-type]
+        ratio = first.planes.nbytes / max(on_disk[0].path.stat().st_size, 1)  # type: ignore[union-attr]
+        estimate = ratio * sum(r.path.stat().st_size for r in on_disk)  # type: ignore[union-attr]
+        if estimate <= preload_mb * 2**20:
+            log.info("reading %d stacks (≈%.0f MB) into memory", len(on_disk), estimate / 2**20)
+            on_disk[0].stack = first
+            for r in on_disk[1:]:
+                r.stack = read_stack(r.path)  # type: ignore[arg-type]
+        else:
+            log.info("%d stacks (≈%.0f MB) exceed preload_mb=%g: reading them lazily", len(on_disk),
+                     estimate / 2**20, preload_mb)
     if not refs:
         raise InputError("no training data: give --data FOLDER or --data sim:N")
     return refs

@@ -110,16 +110,27 @@ def _data_spec(config: TrainConfig, spec: ModelSpec, crop: int) -> DataSpec:
 
 
 class _CsvLog:
+    """``log.csv``: one row per log interval. A resumed run that logs more columns than the existing file (a newer
+    version) rewrites the file once with the union of the columns."""
+
     def __init__(self, path: Path, columns: list[str]) -> None:
-        self.path, self.columns = path, columns
-        if path.is_file():
-            with path.open() as fh:
-                header = next(csv.reader(fh), None)
-            if header and header != columns:
-                raise InputError(f"{path}: existing log has columns {header}; this run logs {columns}")
-        else:
+        self.path, self.columns = path, list(columns)
+        if not path.is_file():
             with path.open("w", newline="") as fh:
-                csv.writer(fh).writerow(columns)
+                csv.writer(fh).writerow(self.columns)
+            return
+        with path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+        header = rows[0] if rows else []
+        if header == self.columns:
+            return
+        self.columns = header + [c for c in self.columns if c not in header]
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(self.columns)
+            w.writerows(r + [""] * (len(self.columns) - len(r)) for r in rows[1:])
+        os.replace(tmp, path)
 
     def write(self, row: dict[str, Any]) -> None:
         with self.path.open("a", newline="") as fh:
@@ -256,8 +267,11 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
             val_set = Subset(val_set, [int(i * step) for i in range(config.val_max_items)])
     workers = default_workers() if config.workers is None else config.workers
     sampler = _EpochSampler(config.samples_per_epoch, world=dist.world, rank=dist.rank, seed=config.seed)
+    # Its own generator: otherwise every epoch's iterator draws a worker seed from the global RNG, and a resumed
+    # run's dropout masks would drift from an uninterrupted run's.
     loader = DataLoader(train_set, batch_size=batch, sampler=sampler, drop_last=True, num_workers=workers,
-                        persistent_workers=workers > 0, pin_memory=device.type == "cuda")
+                        persistent_workers=workers > 0, pin_memory=device.type == "cuda",
+                        generator=torch.Generator().manual_seed(config.seed))
     if len(loader) == 0:
         raise InputError(f"samples_per_epoch={config.samples_per_epoch} is smaller than one batch of {batch}"
                          + (f" × {dist.world} processes" if dist.enabled else ""))

@@ -94,3 +94,14 @@ def test_spec_round_trips_through_asdict(name: str) -> None:
     assert fields["name"] == name
     fields.pop("name")
     assert get_spec(name, **fields) == spec
+
+
+def test_package_registry_and_config_import_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, virtualfocus.training, virtualfocus.training.registry as r, virtualfocus.training.config\n"
+            "assert 'torch' not in sys.modules, 'torch imported'\n"
+            "assert r.get_spec('pix2pix-dist-fast', space_to_depth=2).pad_multiple == 32\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

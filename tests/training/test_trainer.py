@@ -41,6 +41,7 @@ def test_cli_trains_saves_and_resumes(sim_stacks: Path, tmp_path: Path, capsys: 
     rows = _rows(run)
     assert [r["step"] for r in rows] == ["2", "4"]
     assert float(rows[-1]["val_psnr"]) > 0 and float(rows[-1]["input_mse"]) > 0
+    assert 0 <= float(rows[-1]["val_win_mse"]) <= 1 and 0 <= float(rows[-1]["val_win_fpw"]) <= 1
     # an existing run is never overwritten by accident
     assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "4", *FAST]) == 2
     assert "--resume" in capsys.readouterr().err
@@ -49,6 +50,11 @@ def test_cli_trains_saves_and_resumes(sim_stacks: Path, tmp_path: Path, capsys: 
     assert read_run_config(run)[2].step == 6
     assert _rows(run)[-1]["step"] == "6"
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 6
+    # a run's config.json starts a new run with the same settings
+    again = tmp_path / "again"
+    assert main([str(run / "config.json"), "--out", str(again), "--steps", "1", "--no-progress"]) == 0
+    cfg2, spec2, _ = read_run_config(again)
+    assert spec2 == spec and cfg2.crop == 32 and cfg2.steps == 1 and cfg2.data == (str(sim_stacks),)
 
 
 def test_load_run_gives_the_saved_weights_in_eval_mode(sim_stacks: Path, tmp_path: Path) -> None:
@@ -182,3 +188,13 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(sim_stacks: Path, tm
     for net in ("model", "discriminator"):
         for k, v in a["models"][net].items():
             assert torch.equal(v, b["models"][net][k]), f"{net}.{k}"
+
+
+def test_log_gains_new_columns_on_resume(tmp_path: Path) -> None:
+    from virtualfocus.training.trainer import _CsvLog
+
+    path = tmp_path / "log.csv"
+    _CsvLog(path, ["step", "loss"]).write({"step": 1, "loss": 0.5})
+    log = _CsvLog(path, ["step", "loss", "val_win_mse"])
+    log.write({"step": 2, "loss": 0.25, "val_win_mse": 1.0})
+    assert path.read_text().splitlines() == ["step,loss,val_win_mse", "1,0.5,", "2,0.25,1"]
