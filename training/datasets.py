@@ -159,16 +159,23 @@ def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float
         refs += [StackRef(path=p) for p in tifs]
     on_disk = [r for r in refs if r.path is not None]
     if on_disk and preload_mb > 0:
-        # TIFFs may be compressed: scale the folder's file size by the first stack's in-memory/on-disk ratio.
-        first = read_stack(on_disk[0].path)  # type: ignore[arg-type]
-        ratio = first.planes.nbytes / max(on_disk[0].path.stat().st_size, 1)  # type: ignore[union-attr]
-        estimate = ratio * sum(r.path.stat().st_size for r in on_disk)  # type: ignore[union-attr]
+        # TIFFs may be compressed: scale each folder's file size by its first stack's in-memory/on-disk ratio.
+        folders: dict[Path, list[StackRef]] = {}
+        for r in on_disk:
+            folders.setdefault(r.path.parent, []).append(r)  # type: ignore[union-attr]
+        estimate = 0.0
+        for group in folders.values():
+            group[0].stack = read_stack(group[0].path)  # type: ignore[arg-type]
+            ratio = group[0].stack.planes.nbytes / max(group[0].path.stat().st_size, 1)  # type: ignore[union-attr]
+            estimate += ratio * sum(r.path.stat().st_size for r in group)  # type: ignore[union-attr]
         if estimate <= preload_mb * 2**20:
             log.info("reading %d stacks (≈%.0f MB) into memory", len(on_disk), estimate / 2**20)
-            on_disk[0].stack = first
-            for r in on_disk[1:]:
-                r.stack = read_stack(r.path)  # type: ignore[arg-type]
+            for r in on_disk:
+                if r.stack is None:
+                    r.stack = read_stack(r.path)  # type: ignore[arg-type]
         else:
+            for group in folders.values():
+                group[0].stack = None
             log.info("%d stacks (≈%.0f MB) exceed preload_mb=%g: reading them lazily", len(on_disk),
                      estimate / 2**20, preload_mb)
     if not refs:
