@@ -166,11 +166,18 @@ def cmd_models(argv: list[str]) -> int:
         trained = "yes" if r["trained"] else "UNTRAINED"
         print(f"{r['name']:<22} {r['architecture']:<24} {trained:<9} {r['params']:>9,} {r['gflops_360']:>9.2f}  "
               f"{lat or '-':<22} {', '.join(r['roles'])}")
-        q = r["quality"]
-        if q:
-            keys = [k for k in ("success_mse_-0.8:0.8", "psnr_mean", "fr_mean") if k in q]
-            if keys:
-                print(" " * 23 + "quality: " + ", ".join(f"{k} {q[k]}" for k in keys))
+        q = r["quality"] or {}
+        rep = q.get("report") or {}
+        if rep.get("success_mse_08") is not None:
+            print(" " * 23 + f"quality (held-out simulated stacks): success MSE at -0.8…0.8 µm "
+                  f"{rep['success_mse_08']:.1f}%, FR {rep['fr_range'][0]:.2f}…{rep['fr_range'][1]:.2f}, trusted "
+                  f"{rep.get('trusted_defocus_um')} µm")
+        else:
+            paths = [k for k in q if "/" in k and isinstance(q[k], dict)]
+            if paths and "input" in q:
+                v = q[paths[0]]
+                print(" " * 23 + f"quality ({paths[0]}, validation set): PSNR {v.get('psnr')} dB (input "
+                      f"{q['input'].get('psnr')}), success MSE {v.get('success_mse')}")
     return 0
 
 

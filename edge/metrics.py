@@ -392,7 +392,7 @@ def success_tables(
         for lo, hi in intervals:
             cols = (lv >= lo - 1e-9) & (lv <= hi + 1e-9)
             n = valid[:, cols].sum()
-            per_interval[f"{lo:g}:{hi:g}"] = (
+            per_interval[f"{_fmt_level(lo)}:{_fmt_level(hi)}"] = (
                 float(100.0 * (ok & valid)[:, cols].sum() / n) if n else float("nan")
             )
         # appendix A: which input level's score is the tightest upper bound of the restored score

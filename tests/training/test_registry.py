@@ -105,3 +105,12 @@ def test_package_registry_and_config_import_without_torch() -> None:
             "assert r.get_spec('pix2pix-dist-fast', space_to_depth=2).pad_multiple == 32\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", [n for n in EXPECTED if isinstance(get_spec(n), RestorationSpec)])
+def test_generators_declare_their_input_contract(name: str) -> None:
+    # export/ builds the model's InputContract from these attributes
+    spec = get_spec(name, **SMALL[name])
+    g = spec.build()
+    assert g.pad_multiple == spec.pad_multiple
+    assert g.inputs == spec.inputs and g.out_channels == 3

@@ -38,6 +38,7 @@ class WholeAutoencoder(nn.Module):
         self.body = nn.Sequential(*enc, *dec)
         self.pad_multiple = 2 ** len(filters)
         self.inputs = max(1, in_channels // out_channels)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` ``(N, C, H, W)`` in [-1, 1]."""
@@ -63,6 +64,7 @@ class SplitAutoencoder(nn.Module):
         self.body = nn.Sequential(*enc, *dec)
         self.pad_multiple = 2 ** len(filters)
         self.inputs = max(1, in_channels // out_channels)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruct ``x`` ``(N, C, H, W)`` in [-1, 1]."""

@@ -66,6 +66,7 @@ class FuseGANGenerator(nn.Module):
         self.levels = levels
         self.pad_multiple = 2**levels
         self.inputs = max(1, in_channels // out_channels)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fuse ``x`` ``(N, in_channels, H, W)`` in [-1, 1] into ``(N, out_channels, H, W)``."""

@@ -113,6 +113,7 @@ class PANGenerator(nn.Module):
         self.body = nn.Sequential(*enc, *dec)
         self.pad_multiple = 2**levels
         self.inputs = max(1, in_channels // out_channels)
+        self.out_channels = out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Restore ``x`` ``(N, C, H, W)`` in [-1, 1]; H, W multiples of ``pad_multiple``."""

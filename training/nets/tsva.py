@@ -60,7 +60,7 @@ class TSVANet(nn.Module):
             prev = ch[i]
         self.ups, self.convs = nn.ModuleList(ups), nn.ModuleList(convs)
         self.out = nn.Conv2d(ch[0], out_channels, 1)
-        self.in_channels, self.levels, self.inputs = in_channels, levels, 2
+        self.in_channels, self.out_channels, self.levels, self.inputs = in_channels, out_channels, levels, 2
         self.pad_multiple = 2**levels
 
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
