@@ -17,7 +17,6 @@ ratios; absolute figures move with the machine's load.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -99,7 +98,6 @@ def torch_rows(manifests, h: int, w: int, runs: int, warmup: int) -> list[Row]:
     """PyTorch fp32 eager reference: each shipped architecture, and the paper-sized pix2pix-dist."""
     try:
         import torch
-
         from virtualfocus.training.registry import create_model
     except Exception as e:  # torch or the training package missing: the core install
         print(f"(PyTorch reference rows skipped: {e})", file=sys.stderr)

@@ -44,7 +44,6 @@ def simulated_test_stacks(n: int, seed: int = 900_000):
 
 def as_gray(stacks):
     import cv2
-
     from virtualfocus.edge.stack import ZStack
 
     out = []
@@ -80,7 +79,7 @@ def success_rows(res, methods):
 def trusted_range(res, method) -> tuple[float, float] | None:
     """Widest interval around focus where every level's MSE success rate ≥ TRUST_MIN_SUCCESS."""
     t = res.success[method]["MSE"]
-    ok = {round(float(lv), 1): (np.isfinite(p) and p >= TRUST_MIN_SUCCESS) for lv, p in zip(t.levels, t.per_level)}
+    ok = {round(float(lv), 1): (np.isfinite(p) and p >= TRUST_MIN_SUCCESS) for lv, p in zip(t.levels, t.per_level, strict=True)}
     lo = hi = 0.0
     while ok.get(round(lo - 0.2, 1), False):
         lo = round(lo - 0.2, 1)
@@ -156,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.semi:
         datasets["real smear fields, simulated defocus"] = list(iter_stacks(args.semi, on_error="skip"))[: args.semi_limit]
 
-    report = {"generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "models": {}}
+    report = {"generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "models": {}}
     md = [
         "# Quality report",
         "",
@@ -205,26 +204,15 @@ def main(argv: list[str] | None = None) -> int:
                              fr_range=fr_range, trusted_defocus_um=trust,
                              success_mse_08=res.success[name]["MSE"].per_interval.get("-0.8:0.8"),
                              success_fpw_08=res.success[name]["FPW"].per_interval.get("-0.8:0.8"))
-                sec = [
-                    f"- success (MSE) at −0.8…0.8 µm: **{fmt(entry['success_mse_08'])}%** (target ≥ 93%); "
-                    f"FPW: {fmt(entry['success_fpw_08'])}%",
-                    f"- FR over focus levels: {fr_range[0]:.3f} … {fr_range[1]:.3f} (1 = as sharp as ground truth; "
-                    ">1 = over-sharpened / invented detail)",
-                    f"- better PSNR than tuned Richardson-Lucy at every level outside the sharp band: "
-                    f"**{'yes' if beats_rl else 'no'}**",
-                    f"- in the sharp band, worst PSNR change vs the input: {harm:+.2f} dB (target ≥ −0.3 dB)",
-                    f"- trusted defocus range (every level ≥ {TRUST_MIN_SUCCESS:.0f}% MSE success): "
-                    + (f"{trust[0]:+.1f} … {trust[1]:+.1f} µm" if trust else "none"),
-                    "",
-                ] + sec
+                sec = [f"- success (MSE) at −0.8…0.8 µm: **{fmt(entry['success_mse_08'])}%** (target ≥ 93%); " f"FPW: {fmt(entry['success_fpw_08'])}%", f"- FR over focus levels: {fr_range[0]:.3f} … {fr_range[1]:.3f} (1 = as sharp as ground truth; " ">1 = over-sharpened / invented detail)", f"- better PSNR than tuned Richardson-Lucy at every level outside the sharp band: " f"**{'yes' if beats_rl else 'no'}**", f"- in the sharp band, worst PSNR change vs the input: {harm:+.2f} dB (target ≥ −0.3 dB)", f"- trusted defocus range (every level ≥ {TRUST_MIN_SUCCESS:.0f}% MSE success): " + (f"{trust[0]:+.1f} … {trust[1]:+.1f} µm" if trust else "none"), "", *sec]
                 if args.cards:
                     cases = worst_cases(res, name)
                     card_dir = root / name
                     imgs = failure_images(stacks, fn, cases, card_dir, crop=args.crop)
                     entry["failures"] = [{"stack": c[0], "level_um": c[1], "mse_in": c[2], "mse_out": c[3],
-                                          "image": f} for c, f in zip(cases, imgs)]
-            md += sec + [""]
-            card_sections += sec + [""]
+                                          "image": f} for c, f in zip(cases, imgs, strict=False)]
+            md += [*sec, ""]
+            card_sections += [*sec, ""]
         md += ["Published thesis figures for comparison (its own CellaVision data: the data differ, so compare the "
                "shape, not the digits):", "", "| thesis model | metric | " + " | ".join(INTERVALS) + " |",
                "|---|---|" + "---|" * len(INTERVALS)]
@@ -303,7 +291,7 @@ def write_card(folder: Path, man, entry, sections) -> None:
     for f in entry.get("failures", []):
         lines += [f"- `{f['stack']}` at {f['level_um']:+.1f} µm: MSE {f['mse_in']:.2f} → {f['mse_out']:.2f}",
                   "", f"  ![failure]({f['image']})", ""]
-    lines += ["## Quality", ""] + sections
+    lines += ["## Quality", "", *sections]
     (folder / "MODEL_CARD.md").write_text("\n".join(lines) + "\n")
 
 

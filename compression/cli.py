@@ -187,7 +187,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
                     "pruned": pruned},
         "data": data_desc, "validation": val.describe(), "stats_size": [s_pad, s_pad], "report": report,
         "seconds": round(time.time() - t0, 1),
-        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
     steps = recipe.steps
     summary["crop"] = crop

@@ -65,7 +65,7 @@ def _lat(m: Manifest, key: str) -> str:
 
 def render(manifests: list[Manifest], *, title: str = "Compression report") -> str:
     """Markdown tables: size and latency per variant, quality per variant and backend, parity."""
-    now = _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     lines = [f"# {title}", "",
              f"Generated {now} by `python benchmarks/compression_report.py` from {len(manifests)} model manifest(s) "
              f"on `{platform.machine()}` ({os.cpu_count()} logical CPUs). Latency: p50 / p95 in ms over the runs "

@@ -15,7 +15,7 @@ import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
@@ -27,7 +27,7 @@ __all__ = ["Backend", "BackendKind", "OnnxRuntimeBackend", "OpenVINOBackend", "a
 log = logging.getLogger("virtualfocus")
 
 
-class BackendKind(str, Enum):
+class BackendKind(StrEnum):
     """Inference engines the runtime can use."""
 
     OPENVINO = "openvino"

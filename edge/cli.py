@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,7 +89,8 @@ def cmd_restore(argv: list[str]) -> int:
     rt = FocusRuntime.load(args.model, backend=args.backend, budget_ms=args.budget_ms, threads=args.threads,
                            ladder=False)
     print(f"model: {rt.load_report}")
-    results, failed, latencies = [], 0, []
+    results: list[dict[str, Any]] = []
+    failed, latencies = 0, []
     for f in files:
         target = out_dir / f.name
         try:
@@ -129,7 +131,7 @@ def cmd_models(argv: list[str]) -> int:
 
     root = models_root()
     ship = shipped(root)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in ship.variants:
         try:
             m = Manifest.load(root / name)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import platform
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -61,7 +62,9 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
 
     gt = stack.sharp
     write_image_atomic(out / "ground_truth.png", gt)
-    rows, panel_rows, latencies = [], [], []
+    rows: list[dict[str, Any]] = []
+    panel_rows: list[tuple[str, np.ndarray, np.ndarray]] = []
+    latencies: list[float] = []
     for plane, off in zip(stack.planes, stack.offsets_um, strict=True):
         frame = rt.restore(plane)
         latencies.append(frame.latency_ms)
@@ -79,7 +82,7 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
         write_image_atomic(out / "panel.png", _panel(panel_rows, gt))
 
     lat = np.asarray(latencies)
-    summary = {
+    summary: dict[str, Any] = {
         "model": report.variant,
         "trained": report.trained,
         "backend": report.backend,

@@ -74,9 +74,7 @@ def validate_image(image: Any, *, name: str = "image") -> np.ndarray:
         raise InputError(f"{name}: got {type(image).__name__}; expected {_ACCEPTED}")
     if image.dtype not in _INT_DTYPES + _FLOAT_DTYPES:
         raise InputError(f"{name}: dtype {image.dtype} is not supported; expected {_ACCEPTED}")
-    if image.ndim == 2:
-        pass
-    elif image.ndim == 3 and image.shape[2] in (1, 3, 4):
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] in (1, 3, 4)):
         pass
     else:
         raise InputError(f"{name}: shape {image.shape} is not supported; expected {_ACCEPTED}")

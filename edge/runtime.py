@@ -25,6 +25,7 @@ Guarantees
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -36,7 +37,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 import numpy as np
@@ -67,7 +68,7 @@ PASSTHROUGH = "passthrough"
 REFERENCE_SIZE = 360
 
 
-class FrameStatus(str, Enum):
+class FrameStatus(StrEnum):
     """What happened to a frame."""
 
     RESTORED = "restored"  #: restored by a model
@@ -176,7 +177,7 @@ class ModelEngine:
             h, w = contract.static_size
             self.padcrop = PadCrop(contract.pad_multiple, min_size=0)
             self.tiler = Tiler(max_tile=min(h, w), overlap=min(overlap, min(h, w) // 4), multiple=1)
-            self._static = (h, w)
+            self._static: tuple[int, int] | None = (h, w)
         else:
             self.padcrop = PadCrop(contract.pad_multiple, min_size=contract.min_size)
             self.tiler = Tiler(max_tile=max_tile, overlap=overlap, multiple=contract.pad_multiple)
@@ -298,7 +299,7 @@ def _engine_from_source(
         for other in kinds[i + 1 :] if backend is None else []:
             g = file_for(other)
             if g is not None:
-                fallback = (lambda k=other, g=g: build(k, g))
+                fallback = functools.partial(build, other, g)
                 break
         return ModelEngine(
             src.label, be, m.input, manifest=m, fallback=fallback, max_tile=max_tile, overlap=overlap

@@ -405,7 +405,7 @@ def export_model(
                          "execution_precision": execution, "latency_size": [s, s],
                          "latency_threads": threads, "calibration": calib_desc, "int8": int8, "dropped": dropped},
             parity=parity,
-            created=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             description=description or (f"{architecture} ({'trained' if trained else 'UNTRAINED: restores nothing'})"),
         )
         manifest.save(tmp)

@@ -6,7 +6,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from virtualfocus.edge.backends import BackendKind
 from virtualfocus.edge.manifest import InputContract, Manifest
 

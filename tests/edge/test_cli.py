@@ -7,11 +7,11 @@ import json
 import cv2
 import numpy as np
 import pytest
-
-from tests.edge.helpers import make_model_folder
 from virtualfocus.edge.cli import main
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.imageio import read_image, write_image_atomic
+
+from tests.edge.helpers import make_model_folder
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import os
 import time
 
 import numpy as np
-
 from virtualfocus.edge import FocusRuntime, FrameStatus
 from virtualfocus.edge.events import FallbackEngaged
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.preprocess import MIN_SIDE, Normalizer, PadCrop, Tiler, from_unit, to_unit
 
@@ -31,7 +30,7 @@ def test_unit_round_trip_keeps_shape_dtype_and_values(shape, dtype):
         img = rng.random(shape).astype(dtype)
     unit, info = to_unit(img)
     assert unit.dtype == np.float32 and unit.ndim == 3 and unit.shape[2] in (1, 3)
-    assert 0.0 <= unit.min() and unit.max() <= 1.0
+    assert unit.min() >= 0.0 and unit.max() <= 1.0
     back = from_unit(unit, info)
     assert back.shape == img.shape and back.dtype == img.dtype
     tol = 1e-3 if dtype == np.float16 else 1e-6
@@ -42,7 +41,7 @@ def test_twelve_bit_uint16_is_scaled_by_its_bit_depth():
     img = np.full((20, 20), 4095, np.uint16)
     unit, info = to_unit(img)
     assert info.scale == 4095 and unit.max() == pytest.approx(1.0)
-    unit16, info16 = to_unit(img, bit_depth=16)
+    unit16, _ = to_unit(img, bit_depth=16)
     assert unit16.max() == pytest.approx(4095 / 65535)
 
 

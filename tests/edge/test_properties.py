@@ -8,11 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
-from tests.edge.helpers import make_model_folder
 from virtualfocus.edge import FocusRuntime, FrameStatus, InputError
 from virtualfocus.edge.imageio import read_image
 from virtualfocus.edge.preprocess import MIN_SIDE
+
+from tests.edge.helpers import make_model_folder
 
 DTYPES = st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.float16, np.int16, np.bool_])
 

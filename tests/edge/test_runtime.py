@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.edge.helpers import FailingBackend, SlowBackend, make_model_folder
-
 from virtualfocus.edge import (
     BudgetExceededEvent,
     FallbackEngaged,
@@ -23,6 +21,8 @@ from virtualfocus.edge import (
     ModelLoadError,
 )
 from virtualfocus.edge.runtime import ModelEngine
+
+from tests.edge.helpers import FailingBackend, SlowBackend, make_model_folder
 
 
 @pytest.fixture
@@ -86,7 +86,7 @@ def test_scan_image_is_tiled_without_seams(identity_model):
 def test_model_files_are_verified(identity_model):
     xml = identity_model / "model.xml"
     xml.write_text(xml.read_text().replace("identity", "identitx"))
-    with pytest.raises(ModelLoadError, match="sha256|bytes"):
+    with pytest.raises(ModelLoadError, match=r"sha256|bytes"):
         FocusRuntime.load(identity_model)
 
 
@@ -135,8 +135,8 @@ def test_restore_refuses_bad_input_with_input_error(identity_model):
 
 
 def _engine(folder: Path, name: str, wrap=None) -> ModelEngine:
-    from virtualfocus.edge.runtime import _engine_from_source
     from virtualfocus.edge.models import resolve_model
+    from virtualfocus.edge.runtime import _engine_from_source
 
     eng = _engine_from_source(resolve_model(folder), backend="openvino", threads=1, precision="default",
                               max_tile=1024, overlap=32)
@@ -216,8 +216,8 @@ def test_submit_never_blocks_and_delivers_every_frame_from_many_threads(identity
 
 
 def test_backend_failure_switches_to_the_other_backend(identity_model):
-    from virtualfocus.edge.runtime import _engine_from_source
     from virtualfocus.edge.models import resolve_model
+    from virtualfocus.edge.runtime import _engine_from_source
 
     eng = _engine_from_source(resolve_model(identity_model), backend=None, threads=1, precision="default",
                               max_tile=1024, overlap=32)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from virtualfocus.edge import FocusRuntime, ModelLoadError
 from virtualfocus.edge.manifest import InputContract, Manifest
 
@@ -32,13 +31,13 @@ def test_checkpoint_with_code_is_refused_and_not_run(tmp_path):
     marker = tmp_path / MARKER
     bad = tmp_path / "last.pt"
     torch.save({"models": {"model": _Payload(str(marker))}, "step": 1}, bad, pickle_protocol=pickle.DEFAULT_PROTOCOL)
-    with pytest.raises(ModelLoadError, match="last.pt"):
+    with pytest.raises(ModelLoadError, match=r"last\.pt"):
         load_checkpoint(bad)
     assert not marker.exists()
 
 
 def test_onnx_external_data_is_never_loaded(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     secret = tmp_path / "outside.bin"
