@@ -279,3 +279,16 @@ def test_edge_import_does_not_import_torch():
     code = "import sys, virtualfocus.edge, virtualfocus.edge.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_frames_already_in_focus_pass_through_untouched(blur_model):
+    from virtualfocus.edge.metrics import focus_measure
+
+    rng = np.random.default_rng(3)
+    sharp = rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    flat = np.full((64, 64, 3), 120, np.uint8)
+    threshold = focus_measure(sharp) / 2
+    rt = FocusRuntime.load(blur_model, warmup=5, in_focus_threshold=threshold)
+    a, b = rt.restore(sharp), rt.restore(flat)
+    assert a.status is FrameStatus.IN_FOCUS and a.image is sharp and a.focus >= threshold
+    assert b.status is FrameStatus.RESTORED and b.focus < threshold
