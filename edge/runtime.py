@@ -697,6 +697,7 @@ class FocusRuntime:
             job.future.set_result(frame)
         except InvalidStateError:  # pragma: no cover - guarded by job.lock
             return False
+        job.image = None  # the deadline heap keeps the job until its deadline; the pixels need not wait with it
         self.events.emit(FrameRestored(frame))
         return True
 

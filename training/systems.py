@@ -157,7 +157,11 @@ class _Base:
         for k, m in self.networks.items():
             _unwrap(m).load_state_dict(d["models"][k])
         for k, o in self.optimizers.items():
+            configured = [g["lr"] for g in o.param_groups]
             o.load_state_dict(d["optimizers"][k])
+            # The run's config decides the learning rate, so `--resume --set lr=…` can lower it for fine-tuning.
+            for g, lr in zip(o.param_groups, configured, strict=True):
+                g["lr"] = lr
         if self.scaler is not None and "scaler" in d:
             self.scaler.load_state_dict(d["scaler"])
 
