@@ -133,6 +133,7 @@ def write_report(paths: list[str | os.PathLike[str]], out: str | os.PathLike[str
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
     try:
         with os.fdopen(fd, "w") as fh:
             fh.write(text)

@@ -355,6 +355,7 @@ def evaluate(
 def _atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -497,6 +498,7 @@ def _plots(result: EvaluationResult, out: Path) -> dict[str, str]:
 
     def save(fig: Any, fname: str, key: str) -> None:
         fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
         os.close(fd)
         try:
             fig.savefig(tmp, dpi=110, bbox_inches="tight")

@@ -92,6 +92,7 @@ def write_image_atomic(path: str | os.PathLike[str], image: np.ndarray) -> Path:
         raise InputError(f"{p}: OpenCV could not encode a {image.dtype} {image.shape} image as {ext}")
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(buf.tobytes())

@@ -110,11 +110,13 @@ def write_stack(path: str | os.PathLike[str], stack: ZStack) -> Path:
     )
     tif, side = base.with_suffix(".tif"), base.with_suffix(".json")
     fd, tmp_tif = tempfile.mkstemp(prefix=f".{base.name}.", suffix=".tif", dir=base.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
     os.close(fd)
     try:
         if not cv2.imwritemulti(tmp_tif, [np.ascontiguousarray(p) for p in pages]):
             raise InputError(f"{tif}: OpenCV could not encode the stack as TIFF")
         fd, tmp_json = tempfile.mkstemp(prefix=f".{base.name}.", suffix=".json", dir=base.parent)
+        os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
         with os.fdopen(fd, "w") as fh:
             json.dump(meta, fh, indent=1)
         os.replace(tmp_tif, tif)
