@@ -55,43 +55,50 @@ def make_model_folder(folder: Path, *, name: str = "identity", pad_multiple: int
     return folder
 
 
-class SlowBackend:
-    """Test double around a real backend that adds a fixed delay per call, to exercise the latency guard."""
+class _WrappedBackend:
+    """A real backend with test behaviour added around ``run`` (subclasses override ``before_run``)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.kind: BackendKind = inner.kind
+        self.precision = inner.precision
+        self.calls = 0
+
+    def input_shape(self):
+        return self.inner.input_shape()
+
+    def before_run(self) -> None:
+        """Called before each inference."""
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.calls += 1
+        self.before_run()
+        return self.inner.run(x)
+
+
+class SlowBackend(_WrappedBackend):
+    """Adds a fixed delay per call, to exercise the latency guard."""
 
     def __init__(self, inner, delay_s: float) -> None:
-        self.inner, self.delay_s = inner, delay_s
-        self.kind: BackendKind = inner.kind
-        self.precision = inner.precision
-        self.calls = 0
+        super().__init__(inner)
+        self.delay_s = delay_s
 
-    def input_shape(self):
-        return self.inner.input_shape()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        self.calls += 1
+    def before_run(self) -> None:
         time.sleep(self.delay_s)
-        return self.inner.run(x)
 
 
-class FailingBackend:
-    """Real backend that starts raising BackendError after ``ok_calls`` calls (a driver dying mid-stream)."""
+class FailingBackend(_WrappedBackend):
+    """Starts raising BackendError after ``ok_calls`` calls (a driver dying mid-stream)."""
 
     def __init__(self, inner, ok_calls: int) -> None:
-        self.inner, self.ok_calls = inner, ok_calls
-        self.kind: BackendKind = inner.kind
-        self.precision = inner.precision
-        self.calls = 0
+        super().__init__(inner)
+        self.ok_calls = ok_calls
 
-    def input_shape(self):
-        return self.inner.input_shape()
-
-    def run(self, x: np.ndarray) -> np.ndarray:
+    def before_run(self) -> None:
         from virtualfocus.edge.errors import BackendError
 
-        self.calls += 1
         if self.calls > self.ok_calls:
             raise BackendError("injected failure: device lost")
-        return self.inner.run(x)
 
 
 def make_two_input_model_folder(folder: Path, *, name: str = "two-shot-identity", pad_multiple: int = 16,
