@@ -33,6 +33,7 @@ __all__ = [
 
 CONFIG_FORMAT = 1
 DEVICES = ("auto", "cpu", "cuda")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -86,6 +87,14 @@ class TrainConfig:
         Wall-clock budget for this invocation; stops cleanly (with a checkpoint) when exceeded.
     progress : bool
         tqdm progress bar.
+    lr_schedule : str
+        ``constant`` (the thesis: Adam 2e-4 throughout) or ``cosine``: every optimizer's learning rate follows a
+        half cosine from the configured rate down to ``lr_final`` × that rate, over ``steps`` — or over
+        ``max_minutes`` of this invocation when that ends first, so a fixed wall-clock budget still ends annealed.
+    warmup_steps : int
+        Linear warm-up from 0 over this many steps (either schedule).
+    lr_final : float
+        Final fraction of the learning rate for ``cosine``.
     """
 
     model: str
@@ -112,11 +121,18 @@ class TrainConfig:
     save_every: int = 500
     max_minutes: float | None = None
     progress: bool = True
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    lr_final: float = 0.02
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
             raise InputError(f"device={self.device!r} is not valid; expected one of {', '.join(DEVICES)}")
-        for k in ("steps", "val_every", "patience", "log_every", "save_every", "val_max_items"):
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise InputError(f"lr_schedule={self.lr_schedule!r} is not valid; expected one of {', '.join(LR_SCHEDULES)}")
+        if not 0 <= self.lr_final <= 1:
+            raise InputError(f"lr_final={self.lr_final}; expected a fraction in [0, 1]")
+        for k in ("steps", "val_every", "patience", "log_every", "save_every", "val_max_items", "warmup_steps"):
             if getattr(self, k) < 0:
                 raise InputError(f"{k}={getattr(self, k)}; expected ≥ 0")
         if self.samples_per_epoch < 1 or (self.batch_size is not None and self.batch_size < 1):

@@ -245,6 +245,20 @@ def train(config: TrainConfig, spec: ModelSpec, run_dir: str | os.PathLike[str],
         dist.close()
 
 
+def lr_factor(config: TrainConfig, step: int, elapsed_s: float) -> float:
+    """Multiplier of the configured learning rate before optimizer step ``step + 1`` (see ``TrainConfig``)."""
+    factor = 1.0
+    if config.warmup_steps and step < config.warmup_steps:
+        factor = (step + 1) / config.warmup_steps
+    if config.lr_schedule == "cosine":
+        progress = step / max(config.steps, 1)
+        if config.max_minutes:
+            progress = max(progress, elapsed_s / (60 * config.max_minutes))
+        progress = min(progress, 1.0)
+        factor *= config.lr_final + (1 - config.lr_final) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
 def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resume: bool, device: torch.device,
          dist: _Dist) -> RunState:
     torch.manual_seed(config.seed)
@@ -301,7 +315,7 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
     if dist.main:
         run.mkdir(parents=True, exist_ok=True)
         write_run_config(run, config, spec, state)
-        csv_log = _CsvLog(run / "log.csv", ["step", "time_s", *system.loss_names, *system.val_names])
+        csv_log = _CsvLog(run / "log.csv", ["step", "time_s", *system.loss_names, "lr_factor", *system.val_names])
         writer = _tensorboard(run)
         log.info("%s: %d train / %d validation stacks, batch %d, crop %d, device %s, %d worker(s)%s", spec.name,
                  len(train_refs), len(val_refs), batch, crop, device, workers,
@@ -338,9 +352,15 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
     last_val: dict[str, float] = {}
     validated_at = -1
     batches = _loader_iter(loader, sampler, state.step, batch)
+    base_lr = {k: [g["lr"] for g in o.param_groups] for k, o in system.optimizers.items()}
     stop = None
     while state.step < config.steps:
+        factor = lr_factor(config, state.step, time.monotonic() - t0)
+        for k, o in system.optimizers.items():
+            for g, lr in zip(o.param_groups, base_lr[k], strict=True):
+                g["lr"] = lr * factor
         losses = system.train_step(next(batches))
+        losses["lr_factor"] = factor
         state.step += 1
         for k, v in losses.items():
             running[k].append(v)

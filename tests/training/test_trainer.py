@@ -198,3 +198,41 @@ def test_log_gains_new_columns_on_resume(tmp_path: Path) -> None:
     log = _CsvLog(path, ["step", "loss", "val_win_mse"])
     log.write({"step": 2, "loss": 0.25, "val_win_mse": 1.0})
     assert path.read_text().splitlines() == ["step,loss,val_win_mse", "1,0.5,", "2,0.25,1"]
+
+
+def test_cosine_schedule_anneals_over_steps_or_time_budget() -> None:
+    from virtualfocus.training.trainer import lr_factor
+
+    const = TrainConfig(model="pix2pix-dist-fast", steps=100)
+    assert lr_factor(const, 0, 0.0) == lr_factor(const, 99, 1e6) == 1.0
+    cos = TrainConfig(model="pix2pix-dist-fast", steps=100, lr_schedule="cosine", lr_final=0.1)
+    assert lr_factor(cos, 0, 0.0) == pytest.approx(1.0)
+    assert lr_factor(cos, 50, 0.0) == pytest.approx(0.55)
+    assert lr_factor(cos, 100, 0.0) == pytest.approx(0.1)
+    factors = [lr_factor(cos, s, 0.0) for s in range(101)]
+    assert all(a >= b for a, b in zip(factors, factors[1:], strict=False))
+    # A wall-clock budget that ends first anneals by time: half the budget gone = halfway down.
+    timed = TrainConfig(model="pix2pix-dist-fast", steps=10_000, lr_schedule="cosine", lr_final=0.0, max_minutes=2)
+    assert lr_factor(timed, 10, 60.0) == pytest.approx(0.5)
+    warm = TrainConfig(model="pix2pix-dist-fast", steps=100, warmup_steps=10)
+    assert lr_factor(warm, 0, 0.0) == pytest.approx(0.1) and lr_factor(warm, 10, 0.0) == 1.0
+    with pytest.raises(InputError, match="lr_schedule"):
+        TrainConfig(model="pix2pix-dist-fast", lr_schedule="step")
+
+
+def test_schedule_sets_the_optimizer_rate_and_logs_it(sim_stacks: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    assert main(["pix2pix-dist-fast", "--data", str(sim_stacks), "--out", str(run), "--steps", "6", *FAST,
+                 "--set", "lr_schedule=cosine", "--set", "lr_final=0.25", "--set", "val_every=0"]) == 0
+    factors = [float(r["lr_factor"]) for r in _rows(run)]
+    # Logged every 2 steps as the mean over those steps.
+    assert factors == pytest.approx([(lr_factor_at(s) + lr_factor_at(s + 1)) / 2 for s in (0, 2, 4)], abs=1e-5)
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt", map_location="cpu")
+    lr = ckpt["optimizers"]["model"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(get_spec("pix2pix-dist-fast").lr * lr_factor_at(5))
+
+
+def lr_factor_at(step: int) -> float:
+    from virtualfocus.training.trainer import lr_factor
+
+    return lr_factor(TrainConfig(model="pix2pix-dist-fast", steps=6, lr_schedule="cosine", lr_final=0.25), step, 0.0)
