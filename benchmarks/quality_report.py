@@ -99,7 +99,7 @@ def worst_cases(res, method, k=3):
     return out
 
 
-def failure_images(stacks, method_fn, cases, folder: Path, crop: int = 360):
+def failure_images(stacks, method_fn, cases, folder: Path, crop: int = 360, partner_um: float | None = None):
     """Write input | restored | truth panels of the worst cases into ``folder``; returns file names."""
     from virtualfocus.edge.demo import _panel
     from virtualfocus.edge.imageio import write_image_atomic
@@ -117,7 +117,11 @@ def failure_images(stacks, method_fn, cases, folder: Path, crop: int = 360):
         c = min(crop, h, w)
         y0, x0 = (h - c) // 2, (w - c) // 2
         x, gt = x[y0 : y0 + c, x0 : x0 + c], gt[y0 : y0 + c, x0 : x0 + c]
-        y = method_fn(x)
+        if partner_um is None:
+            y = method_fn(x)
+        else:
+            p = int(np.argmin(np.abs(st.offsets_um - level - partner_um)))
+            y = method_fn(x, st.planes[p][y0 : y0 + c, x0 : x0 + c])
         fname = f"failure_{i + 1}.png"
         write_image_atomic(folder / fname, _panel([(f"{level:+.1f} um", x, y)], gt))
         names.append(fname)
@@ -143,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     from virtualfocus.edge.stack import iter_stacks
 
     root = models_root()
-    names = args.models or [n for n in shipped(root).variants
-                            if Manifest.load(root / n, verify=False).input.inputs == 1]
+    reg = shipped(root)
+    names = args.models or [n for n in dict.fromkeys([*reg.variants, *([reg.two_shot] if reg.two_shot else [])])
+                            if getattr(Manifest.load(root / n, verify=False), "task", "restore") == "restore"]
     print(f"simulating {args.stacks} held-out stacks …", file=sys.stderr)
     sim = simulated_test_stacks(args.stacks)
     tune_set = simulated_test_stacks(4, seed=950_000)
@@ -168,16 +173,29 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for name in names:
-        rt = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5)
-        man = rt.engines[0].manifest
-        fn = lambda img, rt=rt: rt.restore(img).image  # noqa: E731
+        partner_um = None
+        if Manifest.load(root / name, verify=False).input.inputs == 2:
+            # Two-shot: the pair goes through the runtime's fuser exactly as instrument software sends it
+            # (alignment check, sharper-first, fallback to single shot); the partner lies delta_um above.
+            from virtualfocus.edge.integrations.twoshot import TwoShotFuser, load_two_shot_engine
+
+            rt = FocusRuntime.load(budget_ms=1e9, ladder=False, warmup=5)
+            engine = load_two_shot_engine(name)
+            man = engine.manifest
+            partner_um = float(man.spec.get("delta_um", 0.6))
+            fuser = TwoShotFuser(rt, engine)
+            fn = lambda img, other, fuser=fuser: fuser.fuse(img, other).frame.image  # noqa: E731
+        else:
+            rt = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5)
+            man = rt.engines[0].manifest
+            fn = lambda img, rt=rt: rt.restore(img).image  # noqa: E731
         entry = {"trained": bool(man.trained) if man else None, "datasets": {}}
         md += [f"## {name}" + ("" if entry["trained"] else " (UNTRAINED)"), ""]
         card_sections = []
         for label, stacks in datasets.items():
             print(f"evaluating {name} on {label} ({len(stacks)} stacks) …", file=sys.stderr)
             res = evaluate(fn, stacks, name=name, baselines=baselines if label == "simulated" else None,
-                           crop=args.crop)
+                           crop=args.crop, partner_um=partner_um)
             methods = [m for m in res.methods]
             entry["datasets"][label] = {
                 "stacks": len(res.stacks),
@@ -208,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.cards:
                     cases = worst_cases(res, name)
                     card_dir = root / name
-                    imgs = failure_images(stacks, fn, cases, card_dir, crop=args.crop)
+                    imgs = failure_images(stacks, fn, cases, card_dir, crop=args.crop, partner_um=partner_um)
                     entry["failures"] = [{"stack": c[0], "level_um": c[1], "mse_in": c[2], "mse_out": c[3],
                                           "image": f} for c, f in zip(cases, imgs, strict=False)]
             md += [*sec, ""]
@@ -254,7 +272,7 @@ def write_card(folder: Path, man, entry, sections) -> None:
         f"- training data: {', '.join(cfg.get('data', [])) or 'see training provenance in manifest.json'} "
         "(simulated z-stacks from the project's optics model and semi-synthetic stacks from real in-focus smear "
         "fields blurred by the same optics)",
-        f"- losses: pixel {cfg.get('lambda_pixel', man.spec.get('lambda_pixel'))}×L1, distance "
+        f"- losses: pixel {man.spec.get('lambda_pixel')}×{str(man.spec.get('pixel_loss', 'l1')).upper()}, distance "
         f"{man.spec.get('lambda_distance')}×(classifier features, layer {man.spec.get('distance_layer')}), focus "
         f"{man.spec.get('lambda_focus')}×FPW, adversarial `{man.spec.get('adversarial')}`",
         "",

@@ -5,6 +5,7 @@
 >>> restored = rt.restore(capture).image
 """
 
+from .defocus import DefocusClassifier, DefocusEstimate
 from .errors import BackendError, BudgetExceeded, InputError, ModelLoadError, VirtualFocusError
 from .events import (
     BackendFailed,
@@ -14,6 +15,7 @@ from .events import (
     FrameLate,
     FrameRestored,
     GuardRecovered,
+    UntrustedCapture,
 )
 from .runtime import PASSTHROUGH, FocusRuntime, FrameStatus, LoadReport, RestoredFrame
 
@@ -23,6 +25,8 @@ __all__ = [
     "BackendFailed",
     "BudgetExceeded",
     "BudgetExceededEvent",
+    "DefocusClassifier",
+    "DefocusEstimate",
     "Event",
     "FallbackEngaged",
     "FocusRuntime",
@@ -34,5 +38,6 @@ __all__ = [
     "LoadReport",
     "ModelLoadError",
     "RestoredFrame",
+    "UntrustedCapture",
     "VirtualFocusError",
 ]

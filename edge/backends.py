@@ -11,18 +11,37 @@ plugin and a capture stream almost always has one size.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from .errors import BackendError, ModelLoadError
 
-__all__ = ["Backend", "BackendKind", "OnnxRuntimeBackend", "OpenVINOBackend", "available_backends", "open_backend"]
+if TYPE_CHECKING:
+    from .manifest import ModelFile
+    from .models import ModelSource
+
+__all__ = [
+    "PRECISIONS",
+    "Backend",
+    "BackendKind",
+    "OnnxRuntimeBackend",
+    "OpenVINOBackend",
+    "available_backends",
+    "open_backend",
+    "open_model",
+]
+
+#: ``precision`` values of :func:`open_model` (and ``FocusRuntime.load``): "default", OpenVINO execution hints, or a
+#: shipped file's precision.
+PRECISIONS = ("default", "f32", "bf16", "f16", "fp32", "fp16", "int8")
 
 log = logging.getLogger("virtualfocus")
 
@@ -231,3 +250,87 @@ def open_backend(
     if is_ir:
         raise BackendError(f"{name}: ONNX Runtime cannot run an OpenVINO IR (.xml); give the .onnx file")
     return OnnxRuntimeBackend(model, threads=threads, name=name)
+
+
+def open_model(
+    src: ModelSource,
+    *,
+    backend: str | BackendKind | None = None,
+    threads: int | None = None,
+    precision: str = "default",
+) -> tuple[Backend, Callable[[], Backend] | None]:
+    """Open the file of a model folder that suits the first usable backend (OpenVINO first, ONNX Runtime next).
+
+    Every file is read through ``src.read``, i.e. checked against the manifest's sha256 before a backend parses it.
+
+    Parameters
+    ----------
+    src : ModelSource
+        The model (see :func:`~virtualfocus.edge.models.resolve_model`).
+    backend : {"openvino", "onnxruntime"}, optional
+        Force one backend (then there is no fallback).
+    threads : int, optional
+        Inference threads.
+    precision : str
+        One of :data:`PRECISIONS`: "default" runs the fastest file the model ships; "f32"/"bf16"/"f16" pin
+        OpenVINO's execution precision (on full-precision weights); "fp32"/"fp16"/"int8" run exactly that file.
+
+    Returns
+    -------
+    backend, fallback
+        The opened backend, and a callable that opens the other backend's file (None when there is none).
+
+    Raises
+    ------
+    ModelLoadError
+        Unknown precision, tampered file (sha256 mismatch), or no backend could open any file.
+    """
+    m = src.manifest
+    kinds = [BackendKind.parse(backend)] if backend else available_backends()
+    if not kinds:
+        raise ModelLoadError("neither OpenVINO nor ONNX Runtime is installed; install `virtualfocus` with its core deps")
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"precision={precision!r} is not known; expected one of {list(PRECISIONS)}")
+
+    def file_for(kind: BackendKind) -> ModelFile | None:
+        if precision in ("int8", "fp16", "fp32"):  # a file precision: run exactly that file
+            return m.select(kind.value, precision)
+        if precision in ("f32", "bf16", "f16"):  # an execution precision: prefer full-precision weights
+            return m.select(kind.value, "fp32") or m.select(kind.value)
+        return m.select(kind.value)  # default: the fastest file the model ships
+
+    def build(kind: BackendKind, f: ModelFile) -> Backend:
+        is_ir = f.path.endswith(".xml")
+        weights = None
+        if is_ir:
+            bin_name = f.path[: -len(".xml")] + ".bin"
+            wf = next((g for g in m.files if g.path == bin_name), None)
+            if wf is None:
+                raise ModelLoadError(f"{m.folder}: {f.path} has no weights file {bin_name} in the manifest")
+            weights = src.read(wf)
+        ov_prec = precision if kind is BackendKind.OPENVINO and precision in ("f32", "bf16", "f16") else "default"
+        return open_backend(
+            kind, src.read(f), weights, is_ir=is_ir, threads=threads, precision=ov_prec, name=f"{src.label}:{f.path}"
+        )
+
+    errors: list[str] = []
+    for i, kind in enumerate(kinds):
+        f = file_for(kind)
+        if f is None:
+            errors.append(f"no file for {kind.value}")
+            continue
+        try:
+            be = build(kind, f)
+        except (ModelLoadError, BackendError) as e:
+            if isinstance(e, ModelLoadError) and "sha256" in str(e):
+                raise
+            errors.append(str(e))
+            continue
+        fallback = None
+        for other in kinds[i + 1 :] if backend is None else []:
+            g = file_for(other)
+            if g is not None:
+                fallback = functools.partial(build, other, g)
+                break
+        return be, fallback
+    raise ModelLoadError(f"{src.origin}: no backend could load it ({'; '.join(errors)})")

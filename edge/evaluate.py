@@ -218,6 +218,7 @@ def evaluate(
     panel_stacks: int = 2,
     curve_stacks: int = 4,
     sharp_band: Sequence[float] = M.SHARP_BAND_UM,
+    partner_um: float | None = None,
 ) -> EvaluationResult:
     """Score ``restore_fn`` (and optional baselines) on every plane of every stack.
 
@@ -241,6 +242,10 @@ def evaluate(
         How many stacks provide image panels and focus curves for the report.
     sharp_band : sequence of float
         Levels defining the success threshold (default −0.2, +0.2, +0.4 µm).
+    partner_um : float, optional
+        Two-shot models: ``restore_fn`` is called as ``restore_fn(x, partner)`` with the plane ``partner_um``
+        above ``x`` (the pair the instrument would capture). Levels without a partner inside the stack have no
+        score for the model (NaN; left out of its success rates); the input and baselines are scored as usual.
 
     Returns
     -------
@@ -270,14 +275,24 @@ def evaluate(
             row: dict[str, dict[str, dict[float, float]]] = {
                 k: {m: {} for m in METRIC_NAMES} for k in ["input", *methods]
             }
-            outputs: dict[str, list[np.ndarray]] = {k: [] for k in methods}
+            outputs: dict[str, list[np.ndarray | None]] = {k: [] for k in methods}
             for i, x in enumerate(stack.planes):
                 lv = float(levels[i])
                 for m, v in M.score_pair(ref, x, ssim_on=ssim).items():
                     row["input"][m][lv] = v
+                partner = None
+                if partner_um is not None:
+                    j = int(np.argmin(np.abs(levels - (lv + partner_um))))
+                    partner = stack.planes[j] if abs(levels[j] - (lv + partner_um)) < 0.05 and j != i else None
                 for k, fn in methods.items():
                     t0 = time.perf_counter()
-                    out = fn(x)
+                    if partner_um is not None and k == name:
+                        if partner is None:
+                            outputs[k].append(None)
+                            continue
+                        out = fn(x, partner)  # type: ignore[call-arg]
+                    else:
+                        out = fn(x)
                     lat[k].append((time.perf_counter() - t0) * 1e3)
                     out = _check_output(out, x, k, stack.name)
                     outputs[k].append(out)
@@ -293,12 +308,12 @@ def evaluate(
             curves[stack.name] = {
                 "offsets": [float(v) for v in levels],
                 "input": M.focus_curve(stack.planes).tolist(),
-                **{k: M.focus_curve(outputs[k]).tolist() for k in methods},
+                **{k: [M.focus_measure(o) if o is not None else float("nan") for o in outputs[k]] for k in methods},
             }
         if len({p["stack"] for p in panels}) < panel_stacks:
             for off in PANEL_OFFSETS_UM:
                 j = int(np.argmin(np.abs(levels - off)))
-                if abs(levels[j] - off) < 0.05:
+                if abs(levels[j] - off) < 0.05 and all(outputs[k][j] is not None for k in methods):
                     win = _panel_window(stack)
                     panels.append(
                         {
@@ -605,13 +620,25 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _model_fn(model: str) -> tuple[Restore, str]:
+def _model_fn(model: str) -> tuple[Restore, str, float | None]:
+    """(restore function, method name, partner offset in µm for two-shot models or None)."""
     if model == "identity":
-        return (lambda x: x), "identity"
+        return (lambda x: x), "identity", None
+    from .models import resolve_model
     from .runtime import FocusRuntime  # lazy: the runtime pulls in OpenVINO / ONNX Runtime
 
+    name = Path(model).name or model
+    src = resolve_model(model)
+    if src.manifest.input.inputs == 2:
+        # Pairs go through the runtime's two-shot fuser, as instrument software sends them.
+        from .integrations.twoshot import TwoShotFuser, load_two_shot_engine
+
+        engine = load_two_shot_engine(model)
+        fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine)
+        partner = float(src.manifest.spec.get("delta_um", 0.6))
+        return (lambda x, other: fuser.fuse(x, other).frame.image), name, partner  # type: ignore[return-value]
     rt = FocusRuntime.load(model, budget_ms=1e9)
-    return (lambda x: rt.restore(x).image), Path(model).name or model
+    return (lambda x: rt.restore(x).image), name, None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -633,7 +660,7 @@ def main(argv: list[str] | None = None) -> int:
         files = files[: args.limit]
     else:
         rest = []
-    fn, name = _model_fn(args.model)
+    fn, name, partner_um = _model_fn(args.model)
     baselines: dict[str, Restore] = {}
     base_info: dict[str, Any] = {}
     if args.baselines:
@@ -655,7 +682,8 @@ def main(argv: list[str] | None = None) -> int:
                     "validation_stacks": [s.name for s in val],
                     "disjoint_from_evaluation": bool(rest),
                 }
-    result = evaluate(fn, files, name=name, baselines=baselines, crop=args.crop, ssim=not args.no_ssim)
+    result = evaluate(fn, files, name=name, baselines=baselines, crop=args.crop, ssim=not args.no_ssim,
+                      partner_um=partner_um)
     result.info.update(model=args.model, data=str(data), baselines=base_info)
     md = write_report(result, args.out)
     t = result.level_table("input")

@@ -28,6 +28,7 @@ __all__ = [
     "FrameLate",
     "FrameRestored",
     "GuardRecovered",
+    "UntrustedCapture",
 ]
 
 log = logging.getLogger("virtualfocus")
@@ -89,6 +90,26 @@ class BackendFailed(Event):
     backend: str
     error: str
     action: str
+
+
+@dataclass(frozen=True)
+class UntrustedCapture(Event):
+    """A capture's estimated defocus lies outside the trusted range of the model that restored it.
+
+    The frame is still delivered (restored, with its usual status) but flagged ``trusted=False``: its output must
+    not be relied on (e.g. refocus mechanically and capture again). ``seq`` is the frame's sequence number
+    (``RestoredFrame.index``), ``key`` the caller's ``meta["key"]`` (e.g. stage position) or None,
+    ``defocus_um`` the estimate (a magnitude when ``signed`` is False), ``trusted_um`` the range it missed,
+    ``variant`` and ``status`` the frame's.
+    """
+
+    seq: int
+    key: Any
+    defocus_um: float
+    trusted_um: tuple[float, float]
+    signed: bool
+    variant: str
+    status: str
 
 
 E = TypeVar("E", bound=Event)

@@ -15,6 +15,8 @@ A model folder (``models/<name>/``) holds the model files and a ``manifest.json`
       "latency_ms": {"openvino/int8": {"p50": 3.1, "p95": 3.6}, ...},
       "quality": {...},                       # measured on the fixed simulated validation set
       "trusted_defocus_um": [-0.8, 0.8],      # range of defocus where the output can be trusted
+      "task": "restore",                      # "restore" (image → image) or "defocus" (a focus-distance
+      "classes_um": [],                       #   classifier: logits over these signed class centres, µm)
       "training": {...},                      # data, recipe, iterations, run id
       "compression": {...},                   # params/GFLOPs, INT8 calibration, ignored scopes, dropped files
       "parity": {...},                        # exported files vs torch (relative error, INT8 quality drop)
@@ -22,7 +24,9 @@ A model folder (``models/<name>/``) holds the model files and a ``manifest.json`
     }
 
 Unknown keys are rejected on load (a typo must not silently change behaviour), and every listed file's sha256 is
-verified before a backend ever parses it.
+verified before a backend ever parses it. ``task`` and ``classes_um`` are optional (manifests written before they
+existed load as restoring models): a ``"defocus"`` model maps a ``1×3×S×S`` crop (``input.static_size``) to one
+logit per entry of ``classes_um`` (see :class:`~virtualfocus.edge.defocus.DefocusClassifier`).
 """
 
 from __future__ import annotations
@@ -37,9 +41,12 @@ from typing import Any
 
 from .errors import ModelLoadError
 
-__all__ = ["FORMAT", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
+__all__ = ["FORMAT", "TASKS", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
 
 FORMAT = "virtualfocus-model/1"
+
+#: What a model folder does: restore captures (image → image) or estimate their defocus (crop → class logits).
+TASKS = ("restore", "defocus")
 
 
 def sha256_file(path: str | os.PathLike[str], *, chunk: int = 1 << 20) -> str:
@@ -144,6 +151,8 @@ class Manifest:
     parity: dict[str, Any] = field(default_factory=dict)  # exported files vs torch (virtualfocus.export.parity)
     created: str = ""
     description: str = ""
+    task: str = "restore"
+    classes_um: tuple[float, ...] = ()  # task "defocus": the signed class centres (µm) the logits stand for
     format: str = FORMAT
     folder: Path | None = field(default=None, compare=False)
 
@@ -174,12 +183,34 @@ class Manifest:
             raw["files"] = [ModelFile.from_dict(f, f"{path}: files") for f in raw["files"]]
             if raw.get("trusted_defocus_um") is not None:
                 raw["trusted_defocus_um"] = tuple(raw["trusted_defocus_um"])
+            if "classes_um" in raw:
+                raw["classes_um"] = tuple(float(c) for c in raw["classes_um"])
             m = cls(**raw, folder=path.parent)
-        except (KeyError, TypeError) as e:
+        except (KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(f"{path}: incomplete manifest ({e})") from e
+        m.check_task(str(path))
         if verify:
             m.verify()
         return m
+
+    def check_task(self, where: str = "manifest") -> None:
+        """Check ``task`` and ``classes_um`` (a defocus model needs ≥ 2 increasing class centres and a static size).
+
+        Raises
+        ------
+        ModelLoadError
+            Naming ``where`` and what is accepted.
+        """
+        if self.task not in TASKS:
+            raise ModelLoadError(f"{where}: task={self.task!r}; expected one of {list(TASKS)}")
+        c = list(self.classes_um)
+        if self.task == "defocus":
+            if len(c) < 2 or c != sorted(c) or len(set(c)) != len(c):
+                raise ModelLoadError(f"{where}: classes_um={c}; a defocus model needs ≥ 2 increasing class centres (µm)")
+            if self.input.static_size is None:
+                raise ModelLoadError(f"{where}: a defocus model needs input.static_size (its crop, e.g. [128, 128])")
+        elif c:
+            raise ModelLoadError(f"{where}: classes_um is only meaningful for task 'defocus', not {self.task!r}")
 
     def path_of(self, f: ModelFile) -> Path:
         """Absolute path of a listed file, confined to the model folder."""

@@ -2,10 +2,13 @@
 
 Shipped variants live in ``models/<name>/`` of the repository (installed as ``virtualfocus.models``), each with a
 ``manifest.json``. ``models/shipped.json`` names the default, the order of the latency-guard ladder (best quality
-first) and the two-shot variant::
+first), the two-shot variant and the defocus estimator (a focus-distance classifier the runtime uses to flag
+captures outside a model's trusted range; ``null`` when none is shipped)::
 
     {"format": "virtualfocus-shipped/1", "default": "vf-fast", "ladder": ["vf-quality", "vf-fast"],
-     "two_shot": "vf-2shot"}
+     "two_shot": "vf-2shot", "defocus_estimator": "vf-focus-distance"}
+
+Unknown keys are refused, like in manifests.
 """
 
 from __future__ import annotations
@@ -41,10 +44,30 @@ class Shipped:
     ladder: tuple[str, ...] = ()
     two_shot: str | None = None
     variants: tuple[str, ...] = field(default_factory=tuple)
+    defocus_estimator: str | None = None
+
+
+_SHIPPED_KEYS = ("format", "default", "ladder", "two_shot", "defocus_estimator")
+
+
+def _folder_name(index: Path, key: str, value: object, *, optional: bool) -> str | None:
+    """A model folder name from ``shipped.json`` (``null`` allowed when ``optional``)."""
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or "/" in value or "\\" in value or value.startswith("."):
+        what = "a model folder name under models/" + (" or null" if optional else "")
+        raise ModelLoadError(f"{index}: {key}={value!r}; expected {what}")
+    return value
 
 
 def shipped(root: Path | None = None) -> Shipped:
-    """Read ``shipped.json``; every folder with a manifest is listed in ``variants``."""
+    """Read ``shipped.json``; every folder with a manifest is listed in ``variants``.
+
+    Raises
+    ------
+    ModelLoadError
+        Missing file, invalid JSON, wrong format, unknown keys, or a value that is not a folder name.
+    """
     root = root or models_root()
     index = root / "shipped.json"
     try:
@@ -53,10 +76,24 @@ def shipped(root: Path | None = None) -> Shipped:
         raise ModelLoadError(f"{index}: missing; no shipped models are installed") from e
     except ValueError as e:
         raise ModelLoadError(f"{index}: not valid JSON ({e})") from e
+    if not isinstance(raw, dict):
+        raise ModelLoadError(f"{index}: expected a JSON object with keys {list(_SHIPPED_KEYS)}")
     if raw.get("format") != SHIPPED_FORMAT:
         raise ModelLoadError(f"{index}: format {raw.get('format')!r}; expected {SHIPPED_FORMAT!r}")
+    unknown = sorted(set(raw) - set(_SHIPPED_KEYS))
+    if unknown:
+        raise ModelLoadError(f"{index}: unknown key(s) {unknown}; known keys are {list(_SHIPPED_KEYS)}")
+    ladder = raw.get("ladder", [])
+    if not isinstance(ladder, list):
+        raise ModelLoadError(f"{index}: ladder={ladder!r}; expected a list of model folder names")
     variants = tuple(sorted(p.parent.name for p in root.glob("*/manifest.json")))
-    return Shipped(raw["default"], tuple(raw.get("ladder", ())), raw.get("two_shot"), variants)
+    return Shipped(
+        default=str(_folder_name(index, "default", raw.get("default"), optional=False)),
+        ladder=tuple(str(_folder_name(index, "ladder", v, optional=False)) for v in ladder),
+        two_shot=_folder_name(index, "two_shot", raw.get("two_shot"), optional=True),
+        variants=variants,
+        defocus_estimator=_folder_name(index, "defocus_estimator", raw.get("defocus_estimator"), optional=True),
+    )
 
 
 @dataclass

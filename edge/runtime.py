@@ -21,11 +21,15 @@ Guarantees
   at its hard deadline (``deadline_ms`` after submission) is delivered raw, flagged ``late``, at the deadline.
 - A backend that fails mid-stream is replaced by the other backend (OpenVINO ↔ ONNX Runtime) when the model ships
   a file for it, else the frame comes back raw, flagged ``failed``; the worker never dies.
+- Trusted range: with a defocus estimator (``FocusRuntime.load(defocus_estimator=...)``, the shipped one by
+  default), every restored or in-focus frame carries the capture's estimated defocus (``defocus_um``) and whether it
+  lies in the restoring model's ``trusted_defocus_um`` (``trusted``). A frame outside it is still delivered, with its
+  usual status, but ``trusted=False`` and :class:`~virtualfocus.edge.events.UntrustedCapture` is emitted. The
+  estimator's time counts in the frame's latency; if it fails, the frame is delivered with ``trusted=None``.
 """
 
 from __future__ import annotations
 
-import functools
 import heapq
 import itertools
 import logging
@@ -42,7 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from .backends import Backend, BackendKind, available_backends, open_backend
+from .backends import PRECISIONS, Backend, BackendKind, open_model
+from .defocus import DEFAULT_TRUSTED_UM, DefocusClassifier, DefocusEstimate, in_trusted_range
 from .errors import BackendError, InputError, ModelLoadError
 from .events import (
     BackendFailed,
@@ -52,8 +57,9 @@ from .events import (
     FrameLate,
     FrameRestored,
     GuardRecovered,
+    UntrustedCapture,
 )
-from .manifest import InputContract, Manifest, ModelFile
+from .manifest import InputContract, Manifest
 from .models import ModelSource, resolve_model, shipped
 from .preprocess import ImageInfo, Normalizer, PadCrop, Tiler, from_unit, to_unit
 
@@ -107,7 +113,18 @@ class RestoredFrame:
     queue_ms : float
         Time between ``submit`` and the start of restoration (0 for ``restore``).
     message : str
-        Why a frame was not restored, in one line.
+        Why a frame was not restored (or why a restored one is not trusted), in one line.
+    focus : float or None
+        The capture's focus measure F, when the runtime's in-focus check computed it.
+    defocus_um : float or None
+        The capture's estimated defocus in µm (signed when ``defocus.signed``); None when the runtime has no
+        defocus estimator, the estimate failed, or the frame was not restored (late, overflow, pass-through …).
+    trusted : bool or None
+        Whether ``defocus_um`` lies in the restoring model's trusted range (``trusted_defocus_um`` of its manifest,
+        else :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`); None without an estimate.
+        A ``False`` frame was restored as usual but its output must not be relied on.
+    defocus : DefocusEstimate or None
+        The whole estimate (signedness, confidence) behind ``defocus_um``.
     """
 
     image: np.ndarray
@@ -120,16 +137,28 @@ class RestoredFrame:
     queue_ms: float = 0.0
     message: str = ""
     focus: float | None = None
+    defocus_um: float | None = None
+    trusted: bool | None = None
+    defocus: DefocusEstimate | None = None
 
     def metadata(self) -> dict[str, Any]:
-        """Flat ``virtualfocus.*`` keys to merge into an acquisition's per-frame metadata."""
-        return {
+        """Flat ``virtualfocus.*`` keys to merge into an acquisition's per-frame metadata.
+
+        ``virtualfocus.trusted`` is always present (None without an estimate); ``virtualfocus.defocus_um`` and
+        ``virtualfocus.defocus_signed`` only when the runtime estimated the capture's defocus.
+        """
+        md: dict[str, Any] = {
             "virtualfocus.status": self.status.value,
             "virtualfocus.latency_ms": round(self.latency_ms, 3),
             "virtualfocus.variant": self.variant,
             "virtualfocus.backend": self.backend,
             "virtualfocus.message": self.message,
+            "virtualfocus.trusted": self.trusted,
         }
+        if self.defocus_um is not None:
+            md["virtualfocus.defocus_um"] = round(self.defocus_um, 4)
+            md["virtualfocus.defocus_signed"] = bool(self.defocus.signed) if self.defocus is not None else False
+        return md
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -254,61 +283,15 @@ def _engine_from_source(
     overlap: int,
 ) -> ModelEngine:
     m = src.manifest
-    kinds = [BackendKind.parse(backend)] if backend else available_backends()
-    if not kinds:
-        raise ModelLoadError("neither OpenVINO nor ONNX Runtime is installed; install `virtualfocus` with its core deps")
-
-    if precision not in _PRECISIONS:
-        raise ModelLoadError(f"precision={precision!r} is not known; expected one of {list(_PRECISIONS)}")
-
-    def file_for(kind: BackendKind) -> ModelFile | None:
-        if precision in ("int8", "fp16", "fp32"):  # a file precision: run exactly that file
-            return m.select(kind.value, precision)
-        if precision in ("f32", "bf16", "f16"):  # an execution precision: prefer full-precision weights
-            return m.select(kind.value, "fp32") or m.select(kind.value)
-        return m.select(kind.value)  # default: the fastest file the model ships
-
-    def build(kind: BackendKind, f: ModelFile) -> Backend:
-        is_ir = f.path.endswith(".xml")
-        weights = None
-        if is_ir:
-            bin_name = f.path[: -len(".xml")] + ".bin"
-            wf = next((g for g in m.files if g.path == bin_name), None)
-            if wf is None:
-                raise ModelLoadError(f"{m.folder}: {f.path} has no weights file {bin_name} in the manifest")
-            weights = src.read(wf)
-        ov_prec = precision if kind is BackendKind.OPENVINO and precision in ("f32", "bf16", "f16") else "default"
-        return open_backend(
-            kind, src.read(f), weights, is_ir=is_ir, threads=threads, precision=ov_prec, name=f"{src.label}:{f.path}"
-        )
-
-    errors: list[str] = []
-    for i, kind in enumerate(kinds):
-        f = file_for(kind)
-        if f is None:
-            errors.append(f"no file for {kind.value}")
-            continue
-        try:
-            be = build(kind, f)
-        except (ModelLoadError, BackendError) as e:
-            if isinstance(e, ModelLoadError) and "sha256" in str(e):
-                raise
-            errors.append(str(e))
-            continue
-        fallback = None
-        for other in kinds[i + 1 :] if backend is None else []:
-            g = file_for(other)
-            if g is not None:
-                fallback = functools.partial(build, other, g)
-                break
-        return ModelEngine(
-            src.label, be, m.input, manifest=m, fallback=fallback, max_tile=max_tile, overlap=overlap
-        )
-    raise ModelLoadError(f"{src.origin}: no backend could load it ({'; '.join(errors)})")
+    if m.task != "restore":
+        raise ModelLoadError(f"{src.origin}: {m.name} is a {m.task!r} model, not a restoring one; pass it as "
+                             "FocusRuntime.load(..., defocus_estimator=PATH)")
+    be, fallback = open_model(src, backend=backend, threads=threads, precision=precision)
+    return ModelEngine(src.label, be, m.input, manifest=m, fallback=fallback, max_tile=max_tile, overlap=overlap)
 
 
 #: ``precision`` values of :meth:`FocusRuntime.load`: "default", OpenVINO execution hints, or a shipped file's precision.
-_PRECISIONS = ("default", "f32", "bf16", "f16", "fp32", "fp16", "int8")
+_PRECISIONS = PRECISIONS
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -388,13 +371,15 @@ class LoadReport:
     p95_ms: float
     budget_ms: float
     trained: bool
+    defocus_estimator: str = ""  #: the estimator (included in p50/p95), "" when none
 
     def __str__(self) -> str:
         flag = "" if self.trained else " [UNTRAINED model]"
+        est = f", with defocus estimator {self.defocus_estimator}" if self.defocus_estimator else ""
         return (
-            f"{self.variant} on {self.backend}: loaded in {self.load_ms:.0f} ms, first frame {self.first_frame_ms:.1f} ms, "
-            f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms at {REFERENCE_SIZE}×{REFERENCE_SIZE} "
-            f"(budget {self.budget_ms:g} ms){flag}"
+            f"{self.variant} on {self.backend}{est}: loaded in {self.load_ms:.0f} ms, first frame "
+            f"{self.first_frame_ms:.1f} ms, p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms at "
+            f"{REFERENCE_SIZE}×{REFERENCE_SIZE} (budget {self.budget_ms:g} ms){flag}"
         )
 
 
@@ -416,6 +401,11 @@ class FocusRuntime:
         Frames that may wait for the worker; more are delivered raw at once (``overflow``).
     in_focus_threshold : float, optional
         Frames whose focus measure F (thesis definition, 0..255 scale) is at least this are returned untouched.
+    defocus_estimator : DefocusEstimator, optional
+        Estimates every restored (and in-focus) capture's defocus to flag those outside the restoring model's
+        trusted range: a :class:`~virtualfocus.edge.defocus.DefocusClassifier` (signed) or any object with
+        ``estimate(image, key=...) -> DefocusEstimate`` (e.g. the focus-measure estimator: a magnitude, compared
+        with the nearer bound of the range). None: frames carry ``trusted=None``.
     """
 
     def __init__(
@@ -428,6 +418,7 @@ class FocusRuntime:
         in_focus_threshold: float | None = None,
         guard_window: int = 50,
         probe_after: int = 300,
+        defocus_estimator: Any = None,
     ) -> None:
         if not engines:
             raise ModelLoadError("FocusRuntime needs at least one model engine")
@@ -438,6 +429,12 @@ class FocusRuntime:
         if queue_size < 1:
             raise InputError(f"queue_size={queue_size}: must be at least 1")
         self.in_focus_threshold = in_focus_threshold
+        if defocus_estimator is not None and not callable(getattr(defocus_estimator, "estimate", None)):
+            raise InputError(f"defocus_estimator: {type(defocus_estimator).__name__} has no estimate(image, key=...) "
+                             "method; pass a DefocusClassifier, a FocusMeasureEstimator or None")
+        self.defocus_estimator: Any = defocus_estimator
+        self.estimator_failures = 0
+        self._estimator_warned: set[str] = set()
         self.events = EventBus()
         self.load_report: LoadReport | None = None
         self._rung = 0
@@ -471,6 +468,7 @@ class FocusRuntime:
         contract: InputContract | None = None,
         max_tile: int = 1024,
         warmup: int = 20,
+        defocus_estimator: Any = "auto",
     ) -> FocusRuntime:
         """Load a model, compile it once, warm it up and measure its own latency.
 
@@ -495,11 +493,22 @@ class FocusRuntime:
             If ``model`` cannot be loaded (missing, tampered), load the next variant of the ladder instead of raising.
         warmup : int
             Frames run at load to warm up and measure p50/p95 (at least 5 are used for the report).
+        defocus_estimator : "auto", None, False, path or estimator
+            Flags captures whose estimated defocus lies outside the restoring model's ``trusted_defocus_um`` (a
+            model without one is held to :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`,
+            −0.8…+0.8 µm). ``"auto"`` (default): the shipped estimator (``shipped.json`` ``"defocus_estimator"``)
+            if there is one, else none (a shipped one that cannot be loaded is logged and skipped). None or False:
+            none. A path or shipped name: that focus-distance classifier folder
+            (:class:`~virtualfocus.edge.defocus.DefocusClassifier`; errors raise). An object with
+            ``estimate(image, key=...)``: used as given. Its cost is part of every frame's latency.
 
         Raises
         ------
         ModelLoadError
-            Unknown variant, missing file, manifest/sha256 mismatch, no usable backend.
+            Unknown variant, missing file, manifest/sha256 mismatch, no usable backend; a ``defocus_estimator``
+            path that is not a usable defocus model.
+        InputError
+            A ``defocus_estimator`` value of another kind.
         """
         t0 = time.perf_counter()
         names: list[str | os.PathLike[str] | None] = [model]
@@ -531,8 +540,9 @@ class FocusRuntime:
                             "using the next variant" if i == 0 else "dropping this rung")
         if not engines:
             raise ModelLoadError(f"no variant of {names} could be loaded; see the warnings above")
+        estimator = _load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
-                 in_focus_threshold=in_focus_threshold)
+                 in_focus_threshold=in_focus_threshold, defocus_estimator=estimator)
         load_ms = (time.perf_counter() - t0) * 1e3
         rt.load_report = rt._measure(load_ms, max(5, warmup))
         log.info("virtualfocus: %s", rt.load_report)
@@ -544,15 +554,23 @@ class FocusRuntime:
         eng = self.engines[0]
         assert eng is not None
         unit, info = to_unit(frame)
+        estimator = self.defocus_estimator
         times = []
         for _ in range(n + 1):
             t = time.perf_counter()
             from_unit(eng.restore_unit(unit), info)
+            if estimator is not None:
+                try:
+                    self._run_estimator(unit, frame, None)
+                except Exception as e:  # e.g. a crop larger than the reference frame: measured without it
+                    log.debug("virtualfocus: load measurement without the defocus estimator (%s)", e)
+                    estimator = None
             times.append((time.perf_counter() - t) * 1e3)
         first, rest = times[0], np.asarray(times[1:])
         trained = bool(eng.manifest.trained) if eng.manifest is not None else True
         return LoadReport(eng.name, eng.backend_name, load_ms, first, float(np.percentile(rest, 50)),
-                          float(np.percentile(rest, 95)), self.budget_ms, trained)
+                          float(np.percentile(rest, 95)), self.budget_ms, trained,
+                          _estimator_label(self.defocus_estimator))
 
     # -- properties --------------------------------------------------------------------------------------------
     @property
@@ -575,7 +593,8 @@ class FocusRuntime:
             Gray (H×W, H×W×1), RGB or RGBA (alpha is passed through); uint8, uint16 or float; at least 16×16.
         meta : mapping, optional
             Returned untouched in the frame. ``meta["bit_depth"]`` (e.g. 12) tells the significant bits of a
-            uint16 capture.
+            uint16 capture; ``meta["key"]`` (e.g. the stage position) is passed to the defocus estimator and
+            reported in :class:`~virtualfocus.edge.events.UntrustedCapture`.
 
         Raises
         ------
@@ -600,8 +619,11 @@ class FocusRuntime:
 
             focus = float(focus_measure(unit[..., min(1, unit.shape[2] - 1)] * 255.0))
             if focus >= self.in_focus_threshold:
-                return self._frame(image, FrameStatus.IN_FOCUS, t0, PASSTHROUGH, "", index, meta, queue_ms,
-                                   "already in focus", focus)
+                est, trusted, note = self._estimate(unit, image, meta, index, eng or self.engines[0])
+                frame = self._frame(image, FrameStatus.IN_FOCUS, t0, PASSTHROUGH, "", index, meta, queue_ms,
+                                    _join("already in focus", note), focus, est, trusted)
+                self._flag(frame, eng or self.engines[0])
+                return frame
         if eng is None:
             self._account(rung, 0.0)
             return self._frame(image, FrameStatus.PASSTHROUGH, t0, PASSTHROUGH, "", index, meta, queue_ms,
@@ -614,19 +636,78 @@ class FocusRuntime:
                                str(e), focus)
         cold = eng.cold
         result = from_unit(out, info)
+        # Inside the timed span: the guard holds restoration + defocus estimation to the budget together.
+        est, trusted, note = self._estimate(unit, image, meta, index, eng)
         ms = (time.perf_counter() - t0) * 1e3
         if not cold:
             # The budget is per reference capture: larger frames (scan images) count pro rata by pixels.
             pixels = unit.shape[0] * unit.shape[1]
             self._account(rung, ms * min(1.0, REFERENCE_SIZE * REFERENCE_SIZE / pixels))
-        return RestoredFrame(result, FrameStatus.RESTORED, ms, eng.name, eng.backend_name, index, meta, queue_ms,
-                             _nonfinite_note(info), focus)
+        frame = RestoredFrame(result, FrameStatus.RESTORED, ms, eng.name, eng.backend_name, index, meta, queue_ms,
+                              _join(_nonfinite_note(info), note), focus,
+                              est.defocus_um if est is not None else None, trusted, est)
+        self._flag(frame, eng)
+        return frame
 
     @staticmethod
     def _frame(image: Any, status: FrameStatus, t0: float, variant: str, backend: str, index: int,
-               meta: Mapping[str, Any] | None, queue_ms: float, message: str, focus: float | None) -> RestoredFrame:
+               meta: Mapping[str, Any] | None, queue_ms: float, message: str, focus: float | None,
+               est: DefocusEstimate | None = None, trusted: bool | None = None) -> RestoredFrame:
         return RestoredFrame(image, status, (time.perf_counter() - t0) * 1e3, variant, backend, index, meta,
-                             queue_ms, message, focus)
+                             queue_ms, message, focus, est.defocus_um if est is not None else None, trusted, est)
+
+    # -- trusted range -----------------------------------------------------------------------------------------
+    @staticmethod
+    def trusted_range(engine: ModelEngine | None) -> tuple[float, float]:
+        """The trusted defocus range (µm) of ``engine``'s model: its manifest's ``trusted_defocus_um``, else
+        :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`."""
+        m = engine.manifest if engine is not None else None
+        if m is not None and m.trusted_defocus_um is not None:
+            lo, hi = m.trusted_defocus_um
+            return float(lo), float(hi)
+        return DEFAULT_TRUSTED_UM
+
+    def _run_estimator(self, unit: np.ndarray, image: Any, key: Any) -> DefocusEstimate:
+        est = self.defocus_estimator
+        if isinstance(est, DefocusClassifier):
+            return est.estimate_unit(unit)  # the capture is already converted: no second to_unit
+        out = est.estimate(image, key=key)
+        if not isinstance(out, DefocusEstimate):
+            raise TypeError(f"{type(est).__name__}.estimate returned {type(out).__name__}, not a DefocusEstimate")
+        return out
+
+    def _estimate(self, unit: np.ndarray, image: Any, meta: Mapping[str, Any] | None, index: int,
+                  engine: ModelEngine | None) -> tuple[DefocusEstimate | None, bool | None, str]:
+        """(estimate, trusted, note for the frame's message); never raises: a failure gives (None, None, "")."""
+        if self.defocus_estimator is None:
+            return None, None, ""
+        key = meta.get("key") if isinstance(meta, Mapping) else None
+        try:
+            est = self._run_estimator(unit, image, key)
+        except Exception as e:  # the estimator must never cost a frame
+            with self._state_lock:
+                self.estimator_failures += 1
+                first = type(e).__name__ not in self._estimator_warned
+                self._estimator_warned.add(type(e).__name__)
+            if first:
+                log.warning("virtualfocus: defocus estimator %s failed on frame %d (%s: %s); such frames are delivered "
+                            "with trusted=None (warned once per error type)", _estimator_label(self.defocus_estimator),
+                            index, type(e).__name__, e)
+            return None, None, ""
+        lo, hi = self.trusted_range(engine)
+        trusted = in_trusted_range(est, (lo, hi))
+        note = ""
+        if trusted is False:
+            d = est.defocus_um
+            side = f"{d:+.2f} µm" if est.signed else f"|{d:.2f}| µm"
+            note = f"untrusted: estimated defocus {side} is outside the trusted range {lo:+.1f}…{hi:+.1f} µm"
+        return est, trusted, note
+
+    def _flag(self, frame: RestoredFrame, engine: ModelEngine | None) -> None:
+        if frame.trusted is False and frame.defocus is not None and frame.defocus_um is not None:
+            key = frame.meta.get("key") if isinstance(frame.meta, Mapping) else None
+            self.events.emit(UntrustedCapture(frame.index, key, frame.defocus_um, self.trusted_range(engine),
+                                              frame.defocus.signed, frame.variant, frame.status.value))
 
     def _account(self, rung: int, ms: float) -> None:
         """Feed the guard; step down the ladder when over budget, probe back up after a while."""
@@ -797,4 +878,43 @@ class FocusRuntime:
 
 def _nonfinite_note(info: ImageInfo) -> str:
     return f"{info.nonfinite} NaN/Inf pixel(s) were treated as 0" if info.nonfinite else ""
+
+
+def _join(*notes: str) -> str:
+    return "; ".join(n for n in notes if n)
+
+
+def _estimator_label(estimator: Any) -> str:
+    if estimator is None:
+        return ""
+    if isinstance(estimator, DefocusClassifier):
+        return f"{estimator.name} on {estimator.backend_name}"
+    return type(estimator).__name__
+
+
+def _load_estimator(spec: Any, *, backend: str | None, threads: int | None, precision: str) -> Any:
+    """Resolve ``FocusRuntime.load(defocus_estimator=...)`` (see there)."""
+    if spec is None or spec is False:
+        return None
+    # The estimator runs its own full-precision file; only an OpenVINO execution hint carries over.
+    prec = precision if precision in ("f32", "bf16", "f16") else "default"
+    if isinstance(spec, str) and spec == "auto":
+        try:
+            name = shipped().defocus_estimator
+        except ModelLoadError:
+            return None
+        if name is None:
+            return None
+        try:
+            return DefocusClassifier.load(name, backend=backend, threads=threads, precision=prec)
+        except (ModelLoadError, BackendError) as e:
+            log.warning("virtualfocus: could not load the shipped defocus estimator %s (%s); captures are not checked "
+                        "against the trusted range", name, e)
+            return None
+    if isinstance(spec, (str, os.PathLike)):
+        return DefocusClassifier.load(spec, backend=backend, threads=threads, precision=prec)
+    if callable(getattr(spec, "estimate", None)):
+        return spec
+    raise InputError(f"defocus_estimator={spec!r}: expected 'auto', None, False, a defocus model folder, or an object "
+                     "with estimate(image, key=...)")
 

@@ -72,6 +72,10 @@ class DataSpec:
         Resize the whole plane to ``crop`` instead of cropping (paper 000's whole-image autoencoder).
     augment : bool
         Training augmentation on or off.
+    pair_order : str
+        Two-input samples: ``sharper-first`` (the sharper capture by Brenner gradient goes first, as the runtime's
+        two-shot fuser feeds the model, so the integrator need not care which shot came first) or ``capture``
+        (the plane, then its partner ``delta_um`` above).
     """
 
     crop: int = 256
@@ -81,6 +85,26 @@ class DataSpec:
     nucleus_fraction: float = 0.8
     whole_image: bool = False
     augment: bool = True
+    pair_order: str = "sharper-first"
+
+    def __post_init__(self) -> None:
+        if self.pair_order not in PAIR_ORDERS:
+            raise InputError(f"pair_order={self.pair_order!r}; expected one of {', '.join(PAIR_ORDERS)}")
+
+
+PAIR_ORDERS = ("sharper-first", "capture")
+
+
+def _brenner(unit: np.ndarray) -> float:
+    d = unit[:, 2:, 1] - unit[:, :-2, 1]
+    return float(np.mean(d * d))
+
+
+def _order_pair(ims: list[np.ndarray], spec: DataSpec) -> list[np.ndarray]:
+    """[first, second, target] → sharper capture first when ``spec.pair_order`` says so."""
+    if len(ims) == 3 and spec.pair_order == "sharper-first" and _brenner(ims[1]) > _brenner(ims[0]):
+        return [ims[1], ims[0], ims[2]]
+    return ims
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -353,7 +377,7 @@ class StackPairDataset(Dataset):
         stack = self.refs[k].get()
         i, j = pairs[int(rng.integers(len(pairs)))]
         idx = [i, stack.sharp_index] if j < 0 else [i, j, stack.sharp_index]
-        ims = _extract(stack, idx, self.spec, rng)
+        ims = _order_pair(_extract(stack, idx, self.spec, rng), self.spec)
         if self.spec.augment:
             ims = _augment(ims, rng)
         x = torch.cat([_to_tensor(im) for im in ims[:-1]], dim=0)
@@ -376,7 +400,7 @@ class ValidationDataset(Dataset):
         k, i, j = self.items[index]
         stack = self.refs[k].get()
         idx = [i, stack.sharp_index] if j < 0 else [i, j, stack.sharp_index]
-        ims = _extract(stack, idx, self.spec, None)
+        ims = _order_pair(_extract(stack, idx, self.spec, None), self.spec)
         x = torch.cat([_to_tensor(im) for im in ims[:-1]], dim=0)
         return {"x": x, "y": _to_tensor(ims[-1]), "offset": torch.tensor(float(stack.offsets_um[i])),
                 "stack": torch.tensor(k)}

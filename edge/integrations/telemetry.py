@@ -18,8 +18,9 @@ estimate ``d = w² · ln(F(z0-Δ) / F(z0+Δ)) / (2Δ)`` of the defocus of ``z0``
 ``w`` defaults to a value measured on the project's simulator (100×/1.25 oil optics); :meth:`calibrate` fits it
 from a z-stack of the instrument's own captures.
 
-Any object with the :class:`DefocusEstimator` methods can replace it, e.g. a focus-distance classifier model
-(the thesis's pix2pix-dist classifier) run through a backend: ``estimate`` returning a signed value.
+Any object with the :class:`DefocusEstimator` methods can replace it. :class:`~virtualfocus.edge.defocus.DefocusClassifier`
+(the thesis's focus-distance classifier, exported to a model folder) gives a *signed* estimate from a single
+capture; :meth:`DriftMonitor.for_runtime` uses the runtime's classifier when it has one.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from ..defocus import DEFAULT_TRUSTED_UM, DefocusEstimate, in_trusted_range
 from ..errors import InputError
 from ..events import Event, EventBus
 from ..metrics import focus_measure
@@ -56,8 +58,8 @@ __all__ = [
 
 log = logging.getLogger("virtualfocus")
 
-#: Trusted range used when neither the caller nor the model's manifest gives one (the thesis's −0.8…+0.8 µm interval).
-DEFAULT_TRUSTED_UM = (-0.8, 0.8)
+# DEFAULT_TRUSTED_UM (−0.8…+0.8 µm, the thesis's interval) and DefocusEstimate live in virtualfocus.edge.defocus, which
+# the runtime imports without the integrations; they are re-exported here.
 
 #: Width of the Gaussian focus-measure model: median of :meth:`FocusMeasureEstimator.calibrate` over simulated
 #: fields (0.65…0.73 µm; F/F0 ≈ 0.5 at ±0.8 µm). Calibrate on the instrument's own z-stack for real optics.
@@ -92,15 +94,6 @@ class FocusDriftRecovered(Event):
 
 
 # --------------------------------------------------------------------------------------------------- estimators
-@dataclass(frozen=True)
-class DefocusEstimate:
-    """One estimate: ``defocus_um`` (None if none was possible), whether it is ``signed``, and the focus measure."""
-
-    defocus_um: float | None
-    signed: bool
-    focus: float | None = None
-
-
 class DefocusEstimator(Protocol):
     """What :class:`DriftMonitor` needs from an estimator."""
 
@@ -251,8 +244,12 @@ class DriftMonitor:
 
     @classmethod
     def for_runtime(cls, runtime: FocusRuntime, **kwargs: Any) -> DriftMonitor:
-        """A monitor whose trusted range comes from the running model's manifest (``trusted_defocus_um``) and whose
-        events go to ``runtime.events``."""
+        """A monitor for ``runtime``: its estimator is the runtime's defocus estimator when it has one (a signed
+        focus-distance classifier, see ``FocusRuntime.load(defocus_estimator=...)``), else the focus measure; its
+        trusted range comes from the running model's manifest (``trusted_defocus_um``); its events go to
+        ``runtime.events``. Keyword arguments override any of these."""
+        if kwargs.get("estimator") is None and getattr(runtime, "defocus_estimator", None) is not None:
+            kwargs["estimator"] = runtime.defocus_estimator
         if "trusted_defocus_um" not in kwargs:
             eng = next((e for e in runtime.engines if e is not None), None)
             m = getattr(eng, "manifest", None)
@@ -277,12 +274,7 @@ class DriftMonitor:
         return self.record(self.estimator.estimate_pair(images, zs, key=key), key=key, seq=seq)
 
     def _in_range(self, est: DefocusEstimate) -> bool | None:
-        if est.defocus_um is None:
-            return None
-        lo, hi = self.trusted_um
-        if est.signed:
-            return lo <= est.defocus_um <= hi
-        return abs(est.defocus_um) <= min(abs(lo), abs(hi))
+        return in_trusted_range(est, self.trusted_um)
 
     def record(self, est: DefocusEstimate, *, key: Hashable = None, seq: int | None = None) -> DriftSample:
         """Record an estimate made elsewhere (e.g. by a classifier model); fires the events."""

@@ -107,3 +107,26 @@ def test_baseline_tuning_picks_from_the_grid(stacks: list[ZStack]) -> None:
     assert rl.params["psf_sigma_px"] in (1.0, 2.0)
     x = stacks[0].planes[2]
     assert rl(x).shape == x.shape and rl(x).dtype == x.dtype
+
+
+def test_two_shot_models_get_the_partner_plane_above(stacks: list[ZStack], tmp_path: Path) -> None:
+    seen: list[float] = []
+
+    def sharper(x: np.ndarray, partner: np.ndarray) -> np.ndarray:
+        from virtualfocus.edge.metrics import focus_measure
+
+        seen.append(float(np.abs(x.astype(float) - partner.astype(float)).mean()))
+        return x if focus_measure(x) >= focus_measure(partner) else partner
+
+    r = evaluate(sharper, stacks, name="pair", partner_um=0.6, baselines={"identity": lambda x: x})
+    t_in, t_pair = r.level_table("input"), r.level_table("pair")
+    above = r.levels > 1.0 + 1e-6  # no plane 0.6 µm above within ±1.6 µm
+    assert np.isnan(t_pair["MSE"][above]).all() and not np.isnan(t_pair["MSE"][~above]).any()
+    assert len(seen) == 3 * int((~above).sum()) and min(seen) > 0  # the partner is a different plane
+    # picking the sharper of the pair never does worse than the capture alone, and helps below focus
+    assert (t_pair["FR"][~above] >= t_in["FR"][~above] - 1e-9).all()
+    i = int(np.argmin(np.abs(r.levels + 0.6)))
+    assert t_pair["MSE"][i] < t_in["MSE"][i]
+    np.testing.assert_allclose(r.level_table("identity")["MSE"], t_in["MSE"])
+    write_report(r, tmp_path / "rep")  # NaN levels do not break the report
+    assert (tmp_path / "rep" / "report.md").is_file()

@@ -236,3 +236,23 @@ def lr_factor_at(step: int) -> float:
     from virtualfocus.training.trainer import lr_factor
 
     return lr_factor(TrainConfig(model="pix2pix-dist-fast", steps=6, lr_schedule="cosine", lr_final=0.25), step, 0.0)
+
+
+def test_two_input_pairs_put_the_sharper_capture_first_like_the_runtime(sim_stacks: Path) -> None:
+    from virtualfocus.edge.metrics import brenner
+
+    refs = load_sources([str(sim_stacks)])
+    sharper = ValidationDataset(refs, DataSpec(crop=64, inputs=2, delta_um=0.6, augment=False))
+    capture = ValidationDataset(refs, DataSpec(crop=64, inputs=2, delta_um=0.6, augment=False,
+                                               pair_order="capture"))
+    swapped = 0
+    for i in range(len(sharper)):
+        x = sharper[i]["x"].numpy()
+        a, b = ((x[c:c + 3].transpose(1, 2, 0) + 1) * 127.5 for c in (0, 3))
+        assert brenner(a) >= brenner(b) - 1e-6
+        c = capture[i]["x"]
+        swapped += int(not torch.equal(c, sharper[i]["x"]))
+        assert torch.equal(torch.cat([c[3:], c[:3]]), sharper[i]["x"]) or torch.equal(c, sharper[i]["x"])
+    assert 0 < swapped < len(sharper)  # below focus the partner above is the sharper one, beyond it is not
+    with pytest.raises(InputError, match="pair_order"):
+        DataSpec(pair_order="random")

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Train the shipped models on this project's data (scripts/make-training-data.sh makes data/), one after another
+# (a 2-core machine trains one model at a time; two at once halves both). Each run stops cleanly at its wall-clock
+# budget with a checkpoint and anneals its learning rate over that budget (cosine), so a run can be resumed or
+# repeated on a faster machine with a larger budget (MINUTES_SCALE=4 scripts/train-models.sh).
+#
+#   scripts/train-models.sh                       # all: focus-distance classifier, quality, two-shot, fast
+#   scripts/train-models.sh quality twoshot       # a subset, in the order given
+#
+# Then scripts/ship-models.sh exports them into models/ with manifests, model cards and reports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VF=${VF:-.venv/bin/virtualfocus}
+DATA=${DATA:-"data/sim-train data/semi-chula"}
+SCALE=${MINUTES_SCALE:-1}
+data_args() { for d in $DATA; do printf -- '--data %s ' "$d"; done; }
+minutes() { python3 -c "print($1 * $SCALE)"; }
+
+# Shared by the restoration models: generator alone with MSE (the thesis found the generator alone as good as the
+# GAN, table 6.17; MSE rather than L1 because L1 on a residual sits at "change nothing" for ~20k steps here),
+# export-friendly pixel-shuffle decoder, space-to-depth 2, residual output, no dropout, Adam 1e-3 cosine-annealed.
+COMMON=(--no-progress --steps 1000000 --set threads=2 --set workers=1 --set adversarial=none
+        --set lambda_distance=0 --set decoder=pixelshuffle --set space_to_depth=2 --set residual=true
+        --set dropout=0 --set pixel_loss=mse --set lr=1e-3 --set lr_schedule=cosine --set lr_final=0.02
+        --set patience=0 --set val_every=1000)
+
+train() {  # name, then train arguments
+  local name=$1; shift
+  local out=runs/$name
+  if [[ -f $out/config.json ]]; then
+    echo "== $name: $out exists; skipping (delete it to retrain, or resume with: $VF train ... --resume)"
+    return 0
+  fi
+  echo "== $name -> $out ($(date -u +%H:%M) UTC)"
+  "$VF" train "$@" $(data_args) --out "$out" 2>&1 | tee "$out.log"
+}
+
+run() {
+  case $1 in
+    focus-distance)  # the distance network: per-capture defocus estimate for the runtime's trusted-range flag
+      train vf-focus-distance focus-distance-classifier --no-progress --steps 1000000 --crop 128 \
+        --set batch_size=16 --set threads=2 --set workers=1 --set lr=1e-3 --set lr_schedule=cosine \
+        --set lr_final=0.02 --set patience=0 --set val_every=500 --set max_minutes="$(minutes 10)" ;;
+    quality)  # 32 filters, 5 levels: ~4x the default's compute, still far inside the 70 ms budget
+      train vf-quality pix2pix-dist "${COMMON[@]}" --set filters=32 --set levels=5 \
+        --set max_minutes="$(minutes 50)" ;;
+    twoshot)  # two captures 0.6 um apart, sharper first (as the runtime's fuser feeds it)
+      train vf-twoshot pix2pix-dist-2inputs "${COMMON[@]}" --set filters=16 --set levels=4 \
+        --set max_minutes="$(minutes 30)" ;;
+    fast)  # the default: the thesis's pix2pix-dist-fast size (16 filters, 8 blocks)
+      train vf-fast pix2pix-dist-fast "${COMMON[@]}" --set max_minutes="$(minutes 30)" ;;
+    *) echo "unknown model '$1'; expected focus-distance, quality, twoshot or fast" >&2; exit 2 ;;
+  esac
+}
+
+if [[ $# -eq 0 ]]; then set -- focus-distance quality twoshot fast; fi
+for m in "$@"; do run "$m"; done
