@@ -96,6 +96,22 @@ class EvaluationResult:
         with np.errstate(all="ignore"), _quiet_nanmean():
             return {m: np.nanmean(v, axis=0) for m, v in self.scores[method].items()}
 
+    def levels_not_beating_input(
+        self, method: str, metrics: Sequence[str] = ("MSE", "FPW"), band: tuple[float, float] = (-0.2, 0.4)
+    ) -> dict[str, list[float]]:
+        """Focus levels outside the sharp ``band`` where ``method``'s mean score is not lower than the input's.
+
+        Empty lists = the method beats the input at every defocused level (levels it has no score for, e.g. a
+        two-shot model's levels without a partner, are left out).
+        """
+        t_in, t_m = self.level_table("input"), self.level_table(method)
+        out: dict[str, list[float]] = {}
+        for m in metrics:
+            out[m] = [round(float(lv), 1) for i, lv in enumerate(self.levels)
+                      if not band[0] - 1e-6 <= lv <= band[1] + 1e-6 and np.isfinite(t_m[m][i])
+                      and not t_m[m][i] < t_in[m][i]]
+        return out
+
     def mean_scores(self, method: str) -> dict[str, float]:
         """Mean of the per-level means (the thesis's "Mean" row / Table 6.2)."""
         with np.errstate(all="ignore"), _quiet_nanmean():
@@ -439,6 +455,16 @@ def _markdown(result: EvaluationResult, plots: Mapping[str, str], plot_error: st
     out.append("")
     if "metric_vs_level" in plots:
         out += [f"![metric vs focus level]({plots['metric_vs_level']})", ""]
+    versus = [k for k in result.methods if k not in ("input", "identity")]
+    if versus:
+        out += ["## Against the input outside the sharp band (−0.2…+0.4 µm)", "",
+                "| method | MSE | FPW |", "|---|---|---|"]
+        for k in versus:
+            lost = result.levels_not_beating_input(k)
+            out.append(f"| {k} | " + " | ".join(
+                "better at every level" if not v else "not better at " + ", ".join(f"{x:+.1f}" for x in v) + " µm"
+                for v in (lost["MSE"], lost["FPW"])) + " |")
+        out.append("")
     out += ["## Input images per focus level (thesis Table 6.1)", ""]
     out += _level_table_md(result, "input")
     out.append("")
@@ -691,6 +717,11 @@ def main(argv: list[str] | None = None) -> int:
     for k in result.methods:
         ms = result.mean_scores(k)
         print(f"  {k:<16s} " + "  ".join(f"{m} {_fmt(m, ms[m])}" for m in METRIC_NAMES))
+        if k not in ("input", "identity"):
+            lost = result.levels_not_beating_input(k)
+            print(f"  {'':<16s} beats the input outside the sharp band: "
+                  + ", ".join(f"{m} {'every level' if not v else 'not at ' + ' '.join(f'{x:+.1f}' for x in v)}"
+                              for m, v in lost.items()))
     del t
     return 0
 

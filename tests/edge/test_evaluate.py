@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from virtualfocus.edge import baselines as B
@@ -130,3 +131,11 @@ def test_two_shot_models_get_the_partner_plane_above(stacks: list[ZStack], tmp_p
     np.testing.assert_allclose(r.level_table("identity")["MSE"], t_in["MSE"])
     write_report(r, tmp_path / "rep")  # NaN levels do not break the report
     assert (tmp_path / "rep" / "report.md").is_file()
+
+
+def test_levels_not_beating_input_are_listed(stacks: list[ZStack]) -> None:
+    r = evaluate(lambda x: x, stacks, name="same", baselines={"blur": lambda x: cv2.GaussianBlur(x, (0, 0), 3.0)},
+                 ssim=False)
+    outside = [round(float(v), 1) for v in r.levels if not -0.2 - 1e-6 <= v <= 0.4 + 1e-6]
+    assert r.levels_not_beating_input("same") == {"MSE": outside, "FPW": outside}  # equal is not better
+    assert r.levels_not_beating_input("blur")["MSE"]  # blurring more never beats the input
