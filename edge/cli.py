@@ -75,6 +75,9 @@ def cmd_restore(argv: list[str]) -> int:
     ap.add_argument("--budget-ms", type=float, default=1e9,
                     help="latency budget for the guard (default: none, batch restoration never steps down)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write per-file results as JSON here")
+    ap.add_argument("--defocus-estimator", default="auto", metavar="auto|none|PATH",
+                    help="flag captures outside the model's trusted defocus range with this focus-distance classifier "
+                         "(default auto: the shipped one, if any; none: off)")
     args = ap.parse_args(argv)
 
     from .imageio import read_image, write_image_atomic
@@ -86,11 +89,12 @@ def cmd_restore(argv: list[str]) -> int:
         return 1
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    estimator = None if args.defocus_estimator.lower() == "none" else args.defocus_estimator
     rt = FocusRuntime.load(args.model, backend=args.backend, budget_ms=args.budget_ms, threads=args.threads,
-                           ladder=False)
+                           ladder=False, defocus_estimator=estimator)
     print(f"model: {rt.load_report}")
     results: list[dict[str, Any]] = []
-    failed, latencies = 0, []
+    failed, untrusted, latencies = 0, 0, []
     for f in files:
         target = out_dir / f.name
         try:
@@ -105,12 +109,21 @@ def cmd_restore(argv: list[str]) -> int:
             results.append({"input": str(f), "ok": False, "error": str(e)})
             continue
         latencies.append(frame.latency_ms)
+        if frame.trusted is False:
+            untrusted += 1
+            lo, hi = rt.trusted_range(next((e for e in rt.engines if e is not None and e.name == frame.variant), None))
+            print(f"warning: {f}: estimated defocus {frame.defocus_um:+.2f} µm is outside {frame.variant}'s trusted range "
+                  f"{lo:+.1f}…{hi:+.1f} µm; restored, but do not rely on the output", file=sys.stderr)
         results.append({"input": str(f), "output": str(target), "ok": True, "status": frame.status.value,
-                        "latency_ms": round(frame.latency_ms, 3), "variant": frame.variant})
+                        "latency_ms": round(frame.latency_ms, 3), "variant": frame.variant,
+                        "defocus_um": None if frame.defocus_um is None else round(frame.defocus_um, 4),
+                        "trusted": frame.trusted})
     rt.close()
     ok = len(files) - failed
     lat = f"; latency p50 {np.percentile(latencies, 50):.1f} ms, max {max(latencies):.1f} ms" if latencies else ""
-    print(f"restored {ok} of {len(files)} file(s) into {out_dir}" + (f", {failed} failed" if failed else "") + lat)
+    flagged = f", {untrusted} outside the trusted defocus range" if untrusted else ""
+    print(f"restored {ok} of {len(files)} file(s) into {out_dir}" + (f", {failed} failed" if failed else "") + flagged
+          + lat)
     if args.json_path:
         from .manifest import write_json_atomic
 
@@ -138,7 +151,8 @@ def cmd_models(argv: list[str]) -> int:
         except VirtualFocusError as e:
             rows.append({"name": name, "error": str(e)})
             continue
-        roles = [r for r, v in (("default", ship.default), ("two-shot", ship.two_shot)) if v == name]
+        roles = [r for r, v in (("default", ship.default), ("two-shot", ship.two_shot),
+                                ("defocus estimator", ship.defocus_estimator)) if v == name]
         if name in ship.ladder:
             roles.append(f"ladder #{ship.ladder.index(name) + 1}")
         rows.append({
@@ -153,11 +167,13 @@ def cmd_models(argv: list[str]) -> int:
             "latency_ms": m.latency_ms,
             "quality": m.quality,
             "trusted_defocus_um": m.trusted_defocus_um,
+            "task": m.task,
+            "classes_um": list(m.classes_um),
             "description": m.description,
         })
     if args.json:
         print(json.dumps({"default": ship.default, "ladder": list(ship.ladder), "two_shot": ship.two_shot,
-                          "models": rows}, indent=2))
+                          "defocus_estimator": ship.defocus_estimator, "models": rows}, indent=2))
         return 0
     print(f"{'name':<22} {'architecture':<24} {'trained':<9} {'params':>9} {'GFLOP@360':>9}  latency p50 (ms)       roles")
     for r in rows:
@@ -170,7 +186,13 @@ def cmd_models(argv: list[str]) -> int:
               f"{lat or '-':<22} {', '.join(r['roles'])}")
         q = r["quality"] or {}
         rep = q.get("report") or {}
-        if rep.get("success_mse_08") is not None:
+        est: dict[str, Any] = next((q[k] for k in ("openvino/fp32", "onnxruntime/fp32") if isinstance(q.get(k), dict)),
+                                   {})
+        if r["task"] == "defocus" and est.get("mae_um") is not None:
+            c = r["classes_um"]
+            print(" " * 23 + f"defocus estimator, classes {c[0]:+.1f}…{c[-1]:+.1f} µm: accuracy "
+                  f"{100 * est['accuracy']:.1f}%, MAE {est['mae_um']:.2f} µm (held-out simulated stacks)")
+        elif rep.get("success_mse_08") is not None:
             print(" " * 23 + f"quality (held-out simulated stacks): success MSE at -0.8…0.8 µm "
                   f"{rep['success_mse_08']:.1f}%, FR {rep['fr_range'][0]:.2f}…{rep['fr_range'][1]:.2f}, trusted "
                   f"{rep.get('trusted_defocus_um')} µm")

@@ -36,7 +36,7 @@ from .manifest import Manifest
 from .models import resolve_model
 from .preprocess import Normalizer, to_unit
 
-__all__ = ["DEFAULT_TRUSTED_UM", "DefocusClassifier", "DefocusEstimate", "in_trusted_range"]
+__all__ = ["CROP_COUNTS", "DEFAULT_TRUSTED_UM", "DefocusClassifier", "DefocusEstimate", "crop_boxes", "in_trusted_range"]
 
 log = logging.getLogger("virtualfocus")
 
@@ -81,6 +81,34 @@ def in_trusted_range(estimate: DefocusEstimate, trusted_um: tuple[float, float])
     if estimate.signed:
         return bool(lo <= estimate.defocus_um <= hi)
     return bool(abs(estimate.defocus_um) <= min(abs(lo), abs(hi)))
+
+
+def crop_boxes(height: int, width: int, crop: int, *, crops: int = 5) -> list[tuple[int, int]]:
+    """Top-left corners of the ``crop``×``crop`` windows an estimate looks at, centre first.
+
+    The windows are centred on the image centre and (``crops=5``) on the centres of its four quadrants, shifted
+    inside the image; windows that coincide (a capture barely larger than the crop) are counted once.
+
+    Raises
+    ------
+    InputError
+        ``crops`` not in :data:`CROP_COUNTS`, or an image smaller than the crop.
+    """
+    if crops not in CROP_COUNTS:
+        raise InputError(f"crops={crops}: expected one of {list(CROP_COUNTS)} (centre only, or centre + quadrants)")
+    if height < crop or width < crop:
+        raise InputError(f"image: {height}×{width} pixels is smaller than the defocus classifier's {crop}×{crop} crop; "
+                         f"height and width must be at least {crop}")
+    centres = [(0.5, 0.5)]
+    if crops == 5:
+        centres += [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
+    out: list[tuple[int, int]] = []
+    for fy, fx in centres:
+        top = int(np.clip(round(fy * height - crop / 2), 0, height - crop))
+        left = int(np.clip(round(fx * width - crop / 2), 0, width - crop))
+        if (top, left) not in out:
+            out.append((top, left))
+    return out
 
 
 class DefocusClassifier:
@@ -170,6 +198,8 @@ class DefocusClassifier:
         ModelLoadError
             Missing or tampered files, a model that is not a defocus estimator, no usable backend.
         """
+        if crops not in CROP_COUNTS:
+            raise InputError(f"crops={crops}: expected one of {list(CROP_COUNTS)} (centre only, or centre + quadrants)")
         src = resolve_model(model)
         m = src.manifest
         if m.task != "defocus":
@@ -215,18 +245,8 @@ class DefocusClassifier:
                                  f"manifest lists {len(self.classes_um)} classes_um")
 
     def boxes(self, height: int, width: int) -> list[tuple[int, int]]:
-        """Top-left corners of the crops of a ``height``×``width`` capture (centre first; duplicates removed)."""
-        s = self.crop
-        centres = [(0.5, 0.5)]
-        if self.crops == 5:
-            centres += [(0.25, 0.25), (0.25, 0.75), (0.75, 0.25), (0.75, 0.75)]
-        out: list[tuple[int, int]] = []
-        for fy, fx in centres:
-            top = int(np.clip(round(fy * height - s / 2), 0, height - s))
-            left = int(np.clip(round(fx * width - s / 2), 0, width - s))
-            if (top, left) not in out:
-                out.append((top, left))
-        return out
+        """Top-left corners of the crops of a ``height``×``width`` capture (see :func:`crop_boxes`)."""
+        return crop_boxes(height, width, self.crop, crops=self.crops)
 
     def _check_size(self, h: int, w: int, name: str) -> None:
         if h < self.crop or w < self.crop:

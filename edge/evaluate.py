@@ -336,7 +336,7 @@ def evaluate(
                             "stack": stack.name,
                             "offset": float(levels[j]),
                             "input": stack.planes[j][win],
-                            "restored": {k: outputs[k][j][win] for k in methods},
+                            "restored": {k: outputs[k][j][win] for k in methods},  # type: ignore[index]
                             "truth": stack.sharp[win],
                         }
                     )
@@ -662,7 +662,7 @@ def _model_fn(model: str) -> tuple[Restore, str, float | None]:
         engine = load_two_shot_engine(model)
         fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine)
         partner = float(src.manifest.spec.get("delta_um", 0.6))
-        return (lambda x, other: fuser.fuse(x, other).frame.image), name, partner  # type: ignore[return-value]
+        return (lambda x, other: fuser.fuse(x, other).frame.image), name, partner  # type: ignore[return-value,misc]
     rt = FocusRuntime.load(model, budget_ms=1e9)
     return (lambda x: rt.restore(x).image), name, None
 

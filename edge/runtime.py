@@ -568,9 +568,11 @@ class FocusRuntime:
             times.append((time.perf_counter() - t) * 1e3)
         first, rest = times[0], np.asarray(times[1:])
         trained = bool(eng.manifest.trained) if eng.manifest is not None else True
+        label = _estimator_label(self.defocus_estimator)
+        if label and estimator is None:
+            label += " (failed on the reference frame: not in these figures)"
         return LoadReport(eng.name, eng.backend_name, load_ms, first, float(np.percentile(rest, 50)),
-                          float(np.percentile(rest, 95)), self.budget_ms, trained,
-                          _estimator_label(self.defocus_estimator))
+                          float(np.percentile(rest, 95)), self.budget_ms, trained, label)
 
     # -- properties --------------------------------------------------------------------------------------------
     @property

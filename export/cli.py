@@ -1,10 +1,16 @@
 """``virtualfocus export``: a training run (or an untrained registry model) → a model folder.
 
+A restoring generator becomes a restoring model (ONNX static + dynamic, OpenVINO IR fp32/fp16/INT8; see
+:mod:`virtualfocus.export.exporter`). A ``focus-distance-classifier`` run becomes a defocus estimator (static ONNX +
+OpenVINO IR at the crop it was trained on, manifest task "defocus"; see :mod:`virtualfocus.export.classifier`),
+which the runtime uses to flag captures outside a model's trusted range.
+
 Examples
 --------
 ::
 
     virtualfocus export runs/fast-001 --out models/vf-fast
+    virtualfocus export runs/cls-001 --out models/vf-focus-distance
     virtualfocus export --arch pix2pix-dist-fast --set decoder=resize-conv --out models/vf-fast --untrained
 """
 
@@ -50,10 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="model folder to create, e.g. models/vf-fast")
     p.add_argument("--name", help="variant name (default: the --out folder name)")
     p.add_argument("--precisions", default=",".join(PRECISIONS),
-                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default all; fp32 always written)")
+                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default all; fp32 always written; "
+                        "generators only: a defocus classifier ships fp32)")
     p.add_argument("--calib-stacks", type=int, default=Calibration.stacks, help="simulated stacks for INT8 calibration")
     p.add_argument("--val-stacks", type=int, default=ValidationSet.stacks, help="simulated validation stacks")
-    p.add_argument("--size", type=int, default=360, help="capture side for the static file and latency (default 360)")
+    p.add_argument("--size", type=int, default=360,
+                   help="capture side for the static file and latency (default 360); for a focus-distance classifier, "
+                        "the side of the validation captures (its static input is the crop it was trained on)")
     p.add_argument("--latency-runs", type=int, default=30, help="timed runs per file after 5 warm-ups (default 30)")
     p.add_argument("--threads", type=int, default=None, help="inference threads for measurements")
     p.add_argument("--no-accuracy-control", action="store_true",
@@ -108,6 +117,26 @@ def _describe(arch: str, trained: bool, prov: dict[str, Any]) -> str:
     return f"{arch} trained for {prov.get('step')} steps ({prov.get('run')})"
 
 
+def _classifier_task(spec: Any, arch: str) -> tuple[list[float], int] | None:
+    """(classes_um, crop) when ``spec`` is a signed focus-distance classifier; None for a generator.
+
+    Raises
+    ------
+    InputError
+        A classifier that cannot serve as a defocus estimator (blur-type classes, magnitude-only offsets).
+    """
+    if getattr(spec, "task", "restore") != "classify":
+        return None
+    offsets = getattr(spec, "offsets_um", None)
+    if offsets is None:
+        raise InputError(f"{arch}: a {type(spec).__name__} classifies blur types, not focus offsets; only a "
+                         "focus-distance classifier (e.g. focus-distance-classifier) exports as a defocus estimator")
+    if getattr(spec, "absolute", False):
+        raise InputError(f"{arch}: classifies |offset| (absolute=True); the runtime needs a signed defocus "
+                         "estimate: export a focus-distance-classifier run (signed offsets)")
+    return [float(o) for o in offsets], int(spec.crop)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``virtualfocus export``; returns a process exit code."""
     args = build_parser().parse_args(argv)
@@ -118,6 +147,28 @@ def main(argv: list[str] | None = None) -> int:
         module, spec, arch, trained, prov = _load_module(args)
         out = Path(args.out)
         log = None if args.quiet else (lambda m: print(f"[export] {m}", file=sys.stderr))
+        cls_task = _classifier_task(spec, arch)
+        if cls_task is not None:
+            from .classifier import export_defocus_classifier
+
+            classes, crop = cls_task
+            crop = int((prov.get("config") or {}).get("crop") or crop)  # a run may train at another crop
+            m = export_defocus_classifier(
+                module, out_dir=out, name=args.name or out.name, architecture=arch, classes_um=classes, crop=crop,
+                spec=spec, trained=trained, training=prov,
+                validation=ValidationSet(stacks=args.val_stacks, size=args.size),
+                latency_runs=args.latency_runs, threads=args.threads, max_file_mb=args.max_file_mb,
+                overwrite=args.overwrite, log=log,
+                description=(_describe(arch, trained, prov) if trained else
+                             f"{arch}, UNTRAINED (random weights, seed {prov.get('seed')}): its defocus estimates "
+                             "mean nothing; for pipeline tests") + " (defocus estimator)",
+            )
+            q = m.quality.get("openvino/fp32") or {}
+            lat = ", ".join(f"{k} p50 {v['p50']:.2f} ms" for k, v in m.latency_ms.items())
+            print(f"{out}: defocus estimator, {len(m.files)} files, trained={m.trained}, crop {crop}, "
+                  f"{len(classes)} classes {classes[0]:+.1f}…{classes[-1]:+.1f} µm; accuracy {q.get('accuracy')}, "
+                  f"MAE {q.get('mae_um')} µm on held-out simulated stacks; {lat}")
+            return 0
         m = export_model(
             module, out_dir=out, name=args.name or out.name, architecture=arch, spec=spec, trained=trained,
             training=prov, precisions=precisions, size=args.size,

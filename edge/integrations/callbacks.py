@@ -223,6 +223,10 @@ class _OrderedDelivery:
             try:
                 if len(pending.raws) == 2 and all(z is not None for z in pending.zs):
                     sample = self.telemetry.observe_pair(pending.raws, pending.zs, key=pending.key, seq=pending.seq)
+                elif frame.defocus is not None and self.telemetry.estimator is getattr(
+                        getattr(self, "runtime", None), "defocus_estimator", None):
+                    # The runtime already ran this monitor's estimator on this capture: record, don't estimate again.
+                    sample = self.telemetry.record(frame.defocus, key=pending.key, seq=pending.seq)
                 else:
                     sample = self.telemetry.observe(pending.raw, key=pending.key, seq=pending.seq)
             except Exception as e:  # telemetry must never cost a frame

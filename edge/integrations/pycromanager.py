@@ -85,7 +85,10 @@ def image_process_fn(
             axes = md.get("Axes")
             key = axes.get(position_key) if isinstance(axes, Mapping) else None
             try:
-                sample = monitor.observe(image, key=key, seq=seq)
+                if frame.defocus is not None and monitor.estimator is runtime.defocus_estimator:
+                    sample = monitor.record(frame.defocus, key=key, seq=seq)  # already estimated by the runtime
+                else:
+                    sample = monitor.observe(image, key=key, seq=seq)
                 md["virtualfocus.defocus_um"] = None if sample.defocus_um is None else round(sample.defocus_um, 4)
             except Exception as e:
                 warn.warn("telemetry", "virtualfocus: no defocus estimate for image %d (%s)", seq, e)

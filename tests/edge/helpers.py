@@ -1,4 +1,5 @@
-"""Models and backend doubles made by the tests themselves (OpenVINO opset / ONNX helper): identity and a conv blur, with manifests."""
+"""Models and backend doubles made by the tests themselves (OpenVINO opset / ONNX helper): identity and a conv blur, with
+manifests; and a tiny focus-distance classifier exported with the product's exporter (needs torch)."""
 
 from __future__ import annotations
 
@@ -128,4 +129,39 @@ def make_two_input_model_folder(folder: Path, *, name: str = "two-shot-identity"
     m = Manifest(name=name, architecture=f"test-two-shot-{kind}",
                  input=InputContract(inputs=2, pad_multiple=pad_multiple), files=files, trained=True)
     m.save(folder)
+    return folder
+
+
+#: Crop of the tiny focus-distance classifier the tests export (the registry's network with small overrides).
+TINY_DEFOCUS_CROP = 64
+
+
+def tiny_defocus_classifier(*, seed: int = 0, favour: int | None = None):
+    """(spec, module): ``focus-distance-classifier`` from the registry, a few filters wide, seeded weights.
+
+    ``favour`` adds a large bias to that class's logit, so every estimate lands near its class centre (a
+    classifier whose answer the test knows).
+    """
+    import torch
+    from virtualfocus.training.registry import get_spec
+
+    spec = get_spec("focus-distance-classifier", filters=(4, 8, 8, 8, 8), hidden=(16, 16), pool_size=2,
+                    crop=TINY_DEFOCUS_CROP, dropout=0.0)
+    torch.manual_seed(seed)
+    net = spec.build().eval()
+    if favour is not None:
+        with torch.no_grad():
+            net.head[-1].bias[favour] += 12.0
+    return spec, net
+
+
+def export_tiny_defocus(folder: Path, *, seed: int = 0, favour: int | None = None) -> Path:
+    """Export :func:`tiny_defocus_classifier` with the product's exporter into ``folder`` (a few seconds, CPU)."""
+    from virtualfocus.export import ValidationSet
+    from virtualfocus.export.classifier import export_defocus_classifier
+
+    spec, net = tiny_defocus_classifier(seed=seed, favour=favour)
+    export_defocus_classifier(net, out_dir=folder, name=folder.name, architecture=spec.name,
+                              classes_um=spec.offsets_um, crop=TINY_DEFOCUS_CROP, spec=spec, trained=False,
+                              validation=ValidationSet(stacks=1, size=96), latency_runs=2, threads=1)
     return folder

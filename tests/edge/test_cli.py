@@ -101,3 +101,46 @@ def test_png_with_jpg_suffix_reads_by_content(tmp_path):
     img = np.arange(400, dtype=np.uint8).reshape(20, 20)
     (tmp_path / "x.jpg").write_bytes(cv2.imencode(".png", img)[1].tobytes())
     np.testing.assert_array_equal(read_image(tmp_path / "x.jpg"), img)
+
+
+def test_restore_warns_once_per_untrusted_capture_and_reports_it(shipped_root, defocus_negative, tmp_path, capsys):
+    from virtualfocus.edge.manifest import Manifest
+
+    m = Manifest.load(shipped_root / "fast")
+    m.trusted_defocus_um = (0.0, 0.4)  # the test classifier answers about −1.4 µm: every capture is outside
+    m.save()
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(2):
+        write_image_atomic(src / f"c{i}.png", np.full((80, 90, 3), 60 + i, np.uint8))
+    code = main(["restore", str(src), "--out", str(tmp_path / "out"), "--json", str(tmp_path / "r.json"),
+                 "--defocus-estimator", str(defocus_negative)])
+    out = capsys.readouterr()
+    warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
+    assert code == 0 and len(warnings) == 2
+    assert all("outside fast's trusted range +0.0…+0.4 µm" in w and "-1.4" in w for w in warnings)
+    assert "2 outside the trusted defocus range" in out.out
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    assert [r["trusted"] for r in results] == [False, False]
+    assert all(r["defocus_um"] == pytest.approx(-1.4, abs=0.05) for r in results)
+    assert (tmp_path / "out" / "c0.png").is_file()
+    # Without an estimator the results say so (None), and nothing is flagged.
+    assert main(["restore", str(src), "--out", str(tmp_path / "out2"), "--json", str(tmp_path / "r2.json"),
+                 "--defocus-estimator", "none"]) == 0
+    assert "warning:" not in capsys.readouterr().err
+    assert [r["trusted"] for r in json.loads((tmp_path / "r2.json").read_text())["results"]] == [None, None]
+
+
+def test_models_lists_the_defocus_estimator(shipped_root, defocus_model, capsys):
+    import shutil
+
+    shutil.copytree(defocus_model, shipped_root / "focus")
+    (shipped_root / "shipped.json").write_text(json.dumps({"format": "virtualfocus-shipped/1", "default": "fast",
+                                                           "ladder": ["fast"], "defocus_estimator": "focus"}))
+    assert main(["models", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["defocus_estimator"] == "focus"
+    row = next(r for r in data["models"] if r["name"] == "focus")
+    assert row["task"] == "defocus" and row["roles"] == ["defocus estimator"] and len(row["classes_um"]) == 14
+    assert main(["models"]) == 0
+    assert "defocus estimator, classes -1.4…+1.2 µm" in capsys.readouterr().out

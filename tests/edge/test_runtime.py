@@ -1,8 +1,10 @@
-"""FocusRuntime: loading and verification, every input kind, tiling, latency guard, deadlines, faults, threads."""
+"""FocusRuntime: loading and verification, every input kind, tiling, latency guard, deadlines, faults, threads,
+and flagging captures outside the trusted defocus range."""
 
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import threading
@@ -13,13 +15,16 @@ import numpy as np
 import pytest
 from virtualfocus.edge import (
     BudgetExceededEvent,
+    DefocusEstimate,
     FallbackEngaged,
     FocusRuntime,
     FrameRestored,
     FrameStatus,
     InputError,
     ModelLoadError,
+    UntrustedCapture,
 )
+from virtualfocus.edge.manifest import Manifest
 from virtualfocus.edge.runtime import ModelEngine
 
 from tests.edge.helpers import FailingBackend, SlowBackend, make_model_folder
@@ -292,3 +297,119 @@ def test_frames_already_in_focus_pass_through_untouched(blur_model):
     a, b = rt.restore(sharp), rt.restore(flat)
     assert a.status is FrameStatus.IN_FOCUS and a.image is sharp and a.focus >= threshold
     assert b.status is FrameStatus.RESTORED and b.focus < threshold
+
+
+# -- trusted defocus range -----------------------------------------------------------------------------------------
+
+
+def _with_trusted_range(folder: Path, trusted) -> Path:
+    m = Manifest.load(folder)
+    m.trusted_defocus_um = trusted
+    m.save()
+    return folder
+
+
+class _ConstantEstimator:
+    """A stand-in estimator: a fixed signed answer after ``delay_s``, or an exception when ``error`` is set."""
+
+    def __init__(self, value: float = 0.0, *, delay_s: float = 0.0, error: Exception | None = None) -> None:
+        self.value, self.delay_s, self.error, self.calls = value, delay_s, error, 0
+
+    def estimate(self, image, *, key=None):
+        self.calls += 1
+        time.sleep(self.delay_s)
+        if self.error is not None:
+            raise self.error
+        return DefocusEstimate(self.value, True, None, 1.0)
+
+
+def test_capture_outside_the_trusted_range_is_delivered_flagged_with_an_event(identity_model, defocus_negative):
+    _with_trusted_range(identity_model, (0.0, 0.1))  # deliberately narrow: the classifier answers about −1.4 µm
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, budget_ms=1e4,
+                           defocus_estimator=defocus_negative)
+    seen: list[UntrustedCapture] = []
+    rt.events.connect(UntrustedCapture, seen.append)
+    img = np.random.default_rng(0).integers(0, 255, (100, 120, 3), dtype=np.uint8)
+    frame = rt.restore(img, meta={"key": "p3"})
+    later = rt.submit(img, meta={"key": "p4"}).result(timeout=10)
+    rt.close()
+    for f in (frame, later):
+        assert f.status is FrameStatus.RESTORED and np.array_equal(f.image, img)  # restored output, same status
+        assert f.trusted is False and f.defocus_um == pytest.approx(-1.4, abs=0.05) and f.defocus.signed
+        assert "outside the trusted range" in f.message
+        md = f.metadata()
+        assert md["virtualfocus.trusted"] is False and md["virtualfocus.defocus_um"] == pytest.approx(-1.4, abs=0.05)
+    assert [(e.seq, e.key) for e in seen] == [(frame.index, "p3"), (later.index, "p4")]
+    assert seen[0].trusted_um == (0.0, 0.1) and seen[0].defocus_um == frame.defocus_um
+    assert seen[0].variant == "identity" and seen[0].status == "restored"
+
+
+def test_capture_inside_the_trusted_range_is_trusted_and_quiet(identity_model, defocus_negative):
+    _with_trusted_range(identity_model, (-1.6, 0.4))
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, defocus_estimator=defocus_negative)
+    seen: list[object] = []
+    rt.events.connect(UntrustedCapture, seen.append)
+    frame = rt.restore(np.full((80, 80, 3), 100, np.uint8))
+    assert frame.trusted is True and frame.message == "" and seen == []
+
+
+def test_model_without_a_trusted_range_is_held_to_the_default(identity_model, defocus_positive):
+    from virtualfocus.edge.integrations.telemetry import DEFAULT_TRUSTED_UM
+
+    assert Manifest.load(identity_model).trusted_defocus_um is None
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, defocus_estimator=defocus_positive)
+    seen: list[UntrustedCapture] = []
+    rt.events.connect(UntrustedCapture, seen.append)
+    frame = rt.restore(np.full((80, 80), 100, np.uint8))
+    assert frame.trusted is False and frame.defocus_um == pytest.approx(1.2, abs=0.05)
+    assert seen[0].trusted_um == DEFAULT_TRUSTED_UM
+
+
+def test_estimator_failure_never_loses_a_frame(identity_model, defocus_model, caplog):
+    broken = _ConstantEstimator(error=RuntimeError("estimator exploded"))
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, budget_ms=1e4,
+                           defocus_estimator=broken)
+    img = np.full((64, 64, 3), 50, np.uint8)
+    frames = [rt.submit(img).result(timeout=10) for _ in range(6)] + [rt.restore(img)]
+    rt.close()
+    assert all(f.status is FrameStatus.RESTORED and f.trusted is None and f.defocus_um is None for f in frames)
+    assert rt.estimator_failures == 7
+    warned = [r for r in caplog.records if r.levelno >= logging.WARNING and "estimator exploded" in r.getMessage()]
+    assert len(warned) == 1  # warned once
+    assert "not in these figures" in str(rt.load_report)
+    # A capture smaller than the classifier's crop is restored all the same, without an estimate.
+    rt2 = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, defocus_estimator=defocus_model)
+    small = rt2.restore(np.full((32, 32), 7, np.uint8))
+    assert small.status is FrameStatus.RESTORED and small.trusted is None and rt2.estimator_failures == 1
+    assert "smaller than the defocus classifier's 64×64 crop" in caplog.text
+
+
+def test_estimator_time_counts_against_the_latency_budget(identity_model):
+    slow = _ConstantEstimator(0.0, delay_s=0.03)
+    rt = FocusRuntime([_engine(identity_model, "quality"), _engine(identity_model, "fast")], budget_ms=20,
+                      guard_window=10, probe_after=10_000, defocus_estimator=slow)
+    seen: list[object] = []
+    rt.events.connect(FallbackEngaged, seen.append)
+    frames = [rt.restore(np.full((48, 48, 3), 90, np.uint8)) for _ in range(14)]
+    assert frames[0].latency_ms >= 30 and frames[0].trusted is True
+    assert seen and frames[-1].variant == "fast"  # restoration alone is far below 20 ms: the estimator tipped it
+
+
+def test_in_focus_frames_carry_the_estimate_too(blur_model, defocus_negative):
+    from virtualfocus.edge.metrics import focus_measure
+
+    sharp = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    rt = FocusRuntime.load(blur_model, warmup=5, ladder=False, in_focus_threshold=focus_measure(sharp) / 2,
+                           defocus_estimator=defocus_negative)
+    frame = rt.restore(sharp)
+    assert frame.status is FrameStatus.IN_FOCUS and frame.image is sharp
+    assert frame.defocus_um == pytest.approx(-1.4, abs=0.05) and frame.trusted is False
+
+
+def test_defocus_estimator_argument_is_checked(identity_model, tmp_path):
+    with pytest.raises(InputError, match="defocus_estimator=42"):
+        FocusRuntime.load(identity_model, warmup=5, defocus_estimator=42)
+    with pytest.raises(ModelLoadError, match="no such model"):
+        FocusRuntime.load(identity_model, warmup=5, defocus_estimator=tmp_path / "nope")
+    with pytest.raises(ModelLoadError, match="defocus estimator needs"):
+        FocusRuntime.load(identity_model, warmup=5, defocus_estimator=identity_model)
