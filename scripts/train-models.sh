@@ -18,11 +18,12 @@ minutes() { python3 -c "print($1 * $SCALE)"; }
 
 # Shared by the restoration models: generator alone with MSE (the thesis found the generator alone as good as the
 # GAN, table 6.17; MSE rather than L1 because L1 on a residual sits at "change nothing" for ~20k steps here),
-# export-friendly pixel-shuffle decoder, space-to-depth 2, residual output, no dropout, Adam 1e-3 cosine-annealed.
+# export-friendly pixel-shuffle decoder, space-to-depth 2, residual output, no dropout, Adam 1e-3 cosine-annealed,
+# every plane the simulator makes (-1.6...+1.6 um; the thesis's re-centred stacks stop at -1.4...+1.2).
 COMMON=(--no-progress --steps 1000000 --set threads=2 --set workers=1 --set adversarial=none
         --set lambda_distance=0 --set decoder=pixelshuffle --set space_to_depth=2 --set residual=true
         --set dropout=0 --set pixel_loss=mse --set lr=1e-3 --set lr_schedule=cosine --set lr_final=0.02
-        --set patience=0 --set val_every=1000)
+        --set patience=0 --set val_every=1000 --set offset_range_um=-1.6,1.6)
 
 train() {  # name, then train arguments
   local name=$1; shift
@@ -41,12 +42,12 @@ run() {
       train vf-focus-distance focus-distance-classifier --no-progress --steps 1000000 --crop 128 \
         --set batch_size=16 --set threads=2 --set workers=1 --set lr=1e-3 --set lr_schedule=cosine \
         --set lr_final=0.02 --set patience=0 --set val_every=500 --set max_minutes="$(minutes 10)" ;;
-    quality)  # 32 filters, 5 levels: ~4x the default's compute, still far inside the 70 ms budget
-      train vf-quality pix2pix-dist "${COMMON[@]}" --set filters=32 --set levels=5 \
-        --set max_minutes="$(minutes 50)" ;;
+    quality)  # 24 filters, 5 levels: ~2.3x the default's compute, still far inside the 70 ms budget
+      train vf-quality pix2pix-dist "${COMMON[@]}" --set filters=24 --set levels=5 \
+        --set max_minutes="$(minutes 35)" ;;
     twoshot)  # two captures 0.6 um apart, sharper first (as the runtime's fuser feeds it)
       train vf-twoshot pix2pix-dist-2inputs "${COMMON[@]}" --set filters=16 --set levels=4 \
-        --set max_minutes="$(minutes 30)" ;;
+        --set max_minutes="$(minutes 25)" ;;
     fast)  # the default: the thesis's pix2pix-dist-fast size (16 filters, 8 blocks)
       train vf-fast pix2pix-dist-fast "${COMMON[@]}" --set max_minutes="$(minutes 30)" ;;
     *) echo "unknown model '$1'; expected focus-distance, quality, twoshot or fast" >&2; exit 2 ;;
