@@ -6,7 +6,10 @@ first), the two-shot variant and the defocus estimator (a focus-distance classif
 captures outside a model's trusted range; ``null`` when none is shipped)::
 
     {"format": "virtualfocus-shipped/1", "default": "vf-fast", "ladder": ["vf-quality", "vf-fast"],
-     "two_shot": "vf-2shot", "defocus_estimator": "vf-focus-distance"}
+     "two_shot": "vf-2shot", "defocus_estimator": "vf-focus-distance", "in_focus_band_um": [-0.2, 0.4]}
+
+``in_focus_band_um`` (optional, with a defocus estimator): captures estimated inside this band are already in focus
+and are returned untouched instead of restored (a model can only lose there; see ``FocusRuntime``).
 
 Unknown keys are refused, like in manifests.
 """
@@ -45,9 +48,21 @@ class Shipped:
     two_shot: str | None = None
     variants: tuple[str, ...] = field(default_factory=tuple)
     defocus_estimator: str | None = None
+    in_focus_band_um: tuple[float, float] | None = None
 
 
-_SHIPPED_KEYS = ("format", "default", "ladder", "two_shot", "defocus_estimator")
+_SHIPPED_KEYS = ("format", "default", "ladder", "two_shot", "defocus_estimator", "in_focus_band_um")
+
+
+def _band(index: Path, value: object) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int | float) for v in value)
+          and value[0] <= value[1])
+    if not ok:
+        raise ModelLoadError(f"{index}: in_focus_band_um={value!r}; expected [low, high] in µm with low ≤ high, "
+                             "or null")
+    return float(value[0]), float(value[1])  # type: ignore[index]
 
 
 def _folder_name(index: Path, key: str, value: object, *, optional: bool) -> str | None:
@@ -93,6 +108,7 @@ def shipped(root: Path | None = None) -> Shipped:
         two_shot=_folder_name(index, "two_shot", raw.get("two_shot"), optional=True),
         variants=variants,
         defocus_estimator=_folder_name(index, "defocus_estimator", raw.get("defocus_estimator"), optional=True),
+        in_focus_band_um=_band(index, raw.get("in_focus_band_um")),
     )
 
 

@@ -78,7 +78,7 @@ class FrameStatus(StrEnum):
     """What happened to a frame."""
 
     RESTORED = "restored"  #: restored by a model
-    IN_FOCUS = "in-focus"  #: already in focus by the focus measure: returned untouched
+    IN_FOCUS = "in-focus"  #: already in focus (defocus estimate in the in-focus band, or focus measure): untouched
     PASSTHROUGH = "passthrough"  #: the latency guard is at the pass-through rung: returned untouched
     LATE = "late"  #: missed its hard deadline: returned raw at the deadline
     OVERFLOW = "overflow"  #: the queue was full: returned raw at once
@@ -419,6 +419,7 @@ class FocusRuntime:
         guard_window: int = 50,
         probe_after: int = 300,
         defocus_estimator: Any = None,
+        in_focus_band_um: tuple[float, float] | None = None,
     ) -> None:
         if not engines:
             raise ModelLoadError("FocusRuntime needs at least one model engine")
@@ -433,6 +434,12 @@ class FocusRuntime:
             raise InputError(f"defocus_estimator: {type(defocus_estimator).__name__} has no estimate(image, key=...) "
                              "method; pass a DefocusClassifier, a FocusMeasureEstimator or None")
         self.defocus_estimator: Any = defocus_estimator
+        if in_focus_band_um is not None:
+            lo, hi = (float(v) for v in in_focus_band_um)
+            if not lo <= hi:
+                raise InputError(f"in_focus_band_um={in_focus_band_um}; expected (low, high) in µm with low ≤ high")
+            in_focus_band_um = (lo, hi)
+        self.in_focus_band_um: tuple[float, float] | None = in_focus_band_um
         self.estimator_failures = 0
         self._estimator_warned: set[str] = set()
         self.events = EventBus()
@@ -469,6 +476,7 @@ class FocusRuntime:
         max_tile: int = 1024,
         warmup: int = 20,
         defocus_estimator: Any = "auto",
+        in_focus_band_um: Any = "auto",
     ) -> FocusRuntime:
         """Load a model, compile it once, warm it up and measure its own latency.
 
@@ -501,6 +509,10 @@ class FocusRuntime:
             none. A path or shipped name: that focus-distance classifier folder
             (:class:`~virtualfocus.edge.defocus.DefocusClassifier`; errors raise). An object with
             ``estimate(image, key=...)``: used as given. Its cost is part of every frame's latency.
+        in_focus_band_um : "auto", None or (low, high)
+            Captures the (signed) estimator places inside this band are returned untouched as ``in-focus``.
+            ``"auto"`` (default): ``shipped.json``'s ``"in_focus_band_um"`` when the shipped estimator is in use,
+            else off. None: off (every capture is restored).
 
         Raises
         ------
@@ -541,8 +553,18 @@ class FocusRuntime:
         if not engines:
             raise ModelLoadError(f"no variant of {names} could be loaded; see the warnings above")
         estimator = _load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
+        if isinstance(in_focus_band_um, str):
+            if in_focus_band_um != "auto":
+                raise InputError(f"in_focus_band_um={in_focus_band_um!r}; expected 'auto', None or (low, high) in µm")
+            in_focus_band_um = None
+            if estimator is not None and defocus_estimator == "auto":
+                try:
+                    in_focus_band_um = shipped().in_focus_band_um
+                except ModelLoadError:
+                    in_focus_band_um = None
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
-                 in_focus_threshold=in_focus_threshold, defocus_estimator=estimator)
+                 in_focus_threshold=in_focus_threshold, defocus_estimator=estimator,
+                 in_focus_band_um=in_focus_band_um)
         load_ms = (time.perf_counter() - t0) * 1e3
         rt.load_report = rt._measure(load_ms, max(5, warmup))
         log.info("virtualfocus: %s", rt.load_report)
@@ -630,6 +652,17 @@ class FocusRuntime:
             self._account(rung, 0.0)
             return self._frame(image, FrameStatus.PASSTHROUGH, t0, PASSTHROUGH, "", index, meta, queue_ms,
                                "latency guard at pass-through", focus)
+        early = None
+        if self.in_focus_band_um is not None and self.defocus_estimator is not None:
+            early = self._estimate(unit, image, meta, index, eng)
+            est0 = early[0]
+            lo, hi = self.in_focus_band_um
+            if est0 is not None and est0.signed and est0.defocus_um is not None and lo <= est0.defocus_um <= hi:
+                frame = self._frame(image, FrameStatus.IN_FOCUS, t0, PASSTHROUGH, "", index, meta, queue_ms,
+                                    _join(f"already in focus (estimated {est0.defocus_um:+.2f} µm)", early[2]),
+                                    focus, est0, early[1])
+                self._flag(frame, eng)
+                return frame
         try:
             out = eng.restore_unit(unit)
         except BackendError as e:
@@ -639,7 +672,7 @@ class FocusRuntime:
         cold = eng.cold
         result = from_unit(out, info)
         # Inside the timed span: the guard holds restoration + defocus estimation to the budget together.
-        est, trusted, note = self._estimate(unit, image, meta, index, eng)
+        est, trusted, note = early if early is not None else self._estimate(unit, image, meta, index, eng)
         ms = (time.perf_counter() - t0) * 1e3
         if not cold:
             # The budget is per reference capture: larger frames (scan images) count pro rata by pixels.

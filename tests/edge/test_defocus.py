@@ -171,12 +171,19 @@ def test_shipped_json_names_the_estimator_or_null(tmp_path, monkeypatch, defocus
         assert rt.restore(_capture()).trusted is not None
     with FocusRuntime.load(warmup=5, defocus_estimator=None) as rt:
         assert rt.defocus_estimator is None
+    _write_shipped(root, defocus_estimator="vf-focus-distance", in_focus_band_um=[-0.2, 0.4])
+    assert shipped().in_focus_band_um == (-0.2, 0.4)
+    with FocusRuntime.load(warmup=5) as rt:  # the shipped band comes with the shipped estimator
+        assert rt.in_focus_band_um == (-0.2, 0.4)
+    with FocusRuntime.load(warmup=5, in_focus_band_um=None) as rt:
+        assert rt.in_focus_band_um is None
     _write_shipped(root, defocus_estimator="missing")  # named but absent: logged, runtime still loads
     with FocusRuntime.load(warmup=5) as rt:
         assert rt.defocus_estimator is None
     assert "could not load the shipped defocus estimator missing" in caplog.text
     for bad, match in (({"defocus_estimator": 3}, "defocus_estimator=3"), ({"defocus_estimator": "../x"}, "folder name"),
-                       ({"estimator": None}, "unknown key")):
+                       ({"estimator": None}, "unknown key"), ({"in_focus_band_um": [0.4, -0.2]}, "low ≤ high"),
+                       ({"in_focus_band_um": "sharp"}, "in_focus_band_um")):
         _write_shipped(root, **bad)
         with pytest.raises(ModelLoadError, match=match):
             shipped()

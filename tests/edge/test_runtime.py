@@ -413,3 +413,34 @@ def test_defocus_estimator_argument_is_checked(identity_model, tmp_path):
         FocusRuntime.load(identity_model, warmup=5, defocus_estimator=tmp_path / "nope")
     with pytest.raises(ModelLoadError, match="defocus estimator needs"):
         FocusRuntime.load(identity_model, warmup=5, defocus_estimator=identity_model)
+
+
+def test_captures_estimated_in_the_in_focus_band_are_returned_untouched(blur_model):
+    img = np.random.default_rng(4).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    near = _ConstantEstimator(0.1)
+    rt = FocusRuntime.load(blur_model, warmup=5, ladder=False, defocus_estimator=near, in_focus_band_um=(-0.2, 0.4))
+    calls_after_load = near.calls
+    frame = rt.restore(img)
+    assert frame.status is FrameStatus.IN_FOCUS and frame.image is img
+    assert frame.defocus_um == pytest.approx(0.1) and "already in focus (estimated +0.10 µm)" in frame.message
+    assert near.calls == calls_after_load + 1  # estimated once, before restoring
+    far = _ConstantEstimator(-0.6)
+    rt2 = FocusRuntime.load(blur_model, warmup=5, ladder=False, defocus_estimator=far, in_focus_band_um=(-0.2, 0.4))
+    n = far.calls
+    out = rt2.restore(img)
+    assert out.status is FrameStatus.RESTORED and not np.array_equal(out.image, img)
+    assert out.defocus_um == pytest.approx(-0.6) and far.calls == n + 1  # the early estimate is reused
+    # An explicit estimator does not pick up shipped.json's band ("auto" = only with the shipped estimator) …
+    rt3 = FocusRuntime.load(blur_model, warmup=5, ladder=False, defocus_estimator=near)
+    assert rt3.in_focus_band_um is None and rt3.restore(img).status is FrameStatus.RESTORED
+    # … and an estimate without a sign (focus measure) never decides that a capture is in focus.
+    unsigned = _ConstantEstimator(0.1)
+    unsigned.estimate = lambda image, *, key=None: DefocusEstimate(0.1, False, None, 1.0)  # type: ignore[method-assign]
+    rt4 = FocusRuntime(rt.engines[:1], defocus_estimator=unsigned, in_focus_band_um=(-0.2, 0.4))
+    assert rt4.restore(img).status is FrameStatus.RESTORED
+    with pytest.raises(InputError, match="in_focus_band_um"):
+        FocusRuntime(rt.engines[:1], in_focus_band_um=(0.4, -0.2))
+    with pytest.raises(InputError, match="in_focus_band_um"):
+        FocusRuntime.load(blur_model, warmup=5, ladder=False, in_focus_band_um="sharp")
+    for r in (rt, rt2, rt3, rt4):
+        r.close()
