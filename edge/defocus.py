@@ -27,6 +27,7 @@ import os
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +37,8 @@ from .manifest import Manifest
 from .models import resolve_model
 from .preprocess import Normalizer, to_unit
 
-__all__ = ["CROP_COUNTS", "DEFAULT_TRUSTED_UM", "DefocusClassifier", "DefocusEstimate", "crop_boxes", "in_trusted_range"]
+__all__ = ["CROP_COUNTS", "DEFAULT_TRUSTED_UM", "DefocusClassifier", "DefocusEstimate", "FocusGainCalibration",
+           "crop_boxes", "in_trusted_range", "restoration_gain"]
 
 log = logging.getLogger("virtualfocus")
 
@@ -81,6 +83,74 @@ def in_trusted_range(estimate: DefocusEstimate, trusted_um: tuple[float, float])
     if estimate.signed:
         return bool(lo <= estimate.defocus_um <= hi)
     return bool(abs(estimate.defocus_um) <= min(abs(lo), abs(hi)))
+
+
+def restoration_gain(capture_unit: np.ndarray, restored_unit: np.ndarray) -> float:
+    """``F(restored) / F(capture)``: how much a restoration sharpened the capture (thesis focus measure F).
+
+    Both images are H×W×C floats in 0..1 (the runtime's unit space). About 1 for an in-focus capture (there is
+    nothing to restore) and growing with the defocus the model undid: a per-capture defocus magnitude that costs
+    two focus measures and no extra network, and that normalises the content away (dense and sparse fields alike).
+    """
+    from .metrics import focus_measure
+
+    ch = min(1, capture_unit.shape[2] - 1)
+    f_in = float(focus_measure(capture_unit[..., ch] * 255.0))
+    f_out = float(focus_measure(restored_unit[..., ch] * 255.0))
+    return f_out / f_in if f_in > 0 else float("inf")
+
+
+@dataclass(frozen=True)
+class FocusGainCalibration:
+    """Restoration gain → defocus magnitude for one restoring model, measured on held-out simulated stacks.
+
+    ``levels_um`` / ``gain``: the median gain (:func:`restoration_gain`) of the model at each focus level;
+    ``in_focus_below``: captures whose gain stays below this are already in focus — the runtime returns them
+    untouched (chosen on tuning stacks so the model never loses detail there); ``stacks``: how many stacks measured.
+    Written into the model's manifest (``focus_gain``) by ``benchmarks/quality_report.py --cards``.
+
+    The estimate is a magnitude (``signed`` False): both sides of focus blur, and the gain does not tell which.
+    """
+
+    levels_um: tuple[float, ...]
+    gain: tuple[float, ...]
+    in_focus_below: float | None = None
+    stacks: int = 0
+
+    @classmethod
+    def from_dict(cls, d: Any) -> FocusGainCalibration:
+        """Raises :class:`InputError` naming what is wrong."""
+        if not isinstance(d, dict) or set(d) - {"levels_um", "gain", "in_focus_below", "stacks"}:
+            raise InputError(f"{d!r}: expected an object with levels_um, gain, in_focus_below, stacks")
+        try:
+            lv = tuple(float(v) for v in d["levels_um"])
+            g = tuple(float(v) for v in d["gain"])
+            below = None if d.get("in_focus_below") is None else float(d["in_focus_below"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"levels_um and gain must be lists of numbers ({e})") from e
+        if len(lv) != len(g) or len(lv) < 2 or not all(math.isfinite(v) and v > 0 for v in g):
+            raise InputError(f"levels_um ({len(lv)}) and gain ({len(g)}) must have the same length ≥ 2, gains > 0")
+        return cls(lv, g, below, int(d.get("stacks", 0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"levels_um": [round(v, 3) for v in self.levels_um], "gain": [round(v, 4) for v in self.gain],
+                "in_focus_below": None if self.in_focus_below is None else round(self.in_focus_below, 4),
+                "stacks": self.stacks}
+
+    def magnitude_um(self, gain: float) -> float:
+        """|defocus| (µm) for a measured gain: the curve of median gain over |level| (both sides averaged, made
+        monotone), inverted by linear interpolation and clamped to the calibrated range."""
+        by: dict[float, list[float]] = {}
+        for lv, g in zip(self.levels_um, self.gain, strict=True):
+            by.setdefault(round(abs(lv), 3), []).append(g)
+        mags = np.array(sorted(by))
+        gains = np.maximum.accumulate(np.array([float(np.mean(by[m])) for m in mags]))
+        if not math.isfinite(gain):
+            return float(mags[-1])
+        return float(np.interp(gain, gains, mags))
+
+    def estimate(self, gain: float) -> DefocusEstimate:
+        return DefocusEstimate(self.magnitude_um(gain), False, None, None)
 
 
 def crop_boxes(height: int, width: int, crop: int, *, crops: int = 5) -> list[tuple[int, int]]:

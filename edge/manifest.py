@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelLoadError
+from .errors import InputError, ModelLoadError
 
 __all__ = ["FORMAT", "TASKS", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
 
@@ -153,6 +153,9 @@ class Manifest:
     description: str = ""
     task: str = "restore"
     classes_um: tuple[float, ...] = ()  # task "defocus": the signed class centres (µm) the logits stand for
+    # Restoration gain F(restored)/F(capture) per focus level (virtualfocus.edge.defocus.FocusGainCalibration):
+    # {"levels_um": [...], "gain": [...], "in_focus_below": float | None, "stacks": int}
+    focus_gain: dict[str, Any] | None = None
     format: str = FORMAT
     folder: Path | None = field(default=None, compare=False)
 
@@ -189,6 +192,13 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(f"{path}: incomplete manifest ({e})") from e
         m.check_task(str(path))
+        if m.focus_gain is not None:
+            from .defocus import FocusGainCalibration
+
+            try:
+                FocusGainCalibration.from_dict(m.focus_gain)
+            except InputError as e:
+                raise ModelLoadError(f"{path}: focus_gain: {e}") from e
         if verify:
             m.verify()
         return m

@@ -47,7 +47,14 @@ from typing import Any
 import numpy as np
 
 from .backends import PRECISIONS, Backend, BackendKind, open_model
-from .defocus import DEFAULT_TRUSTED_UM, DefocusClassifier, DefocusEstimate, in_trusted_range
+from .defocus import (
+    DEFAULT_TRUSTED_UM,
+    DefocusClassifier,
+    DefocusEstimate,
+    FocusGainCalibration,
+    in_trusted_range,
+    restoration_gain,
+)
 from .errors import BackendError, InputError, ModelLoadError
 from .events import (
     BackendFailed,
@@ -420,6 +427,7 @@ class FocusRuntime:
         probe_after: int = 300,
         defocus_estimator: Any = None,
         in_focus_band_um: tuple[float, float] | None = None,
+        pass_in_focus: bool = True,
     ) -> None:
         if not engines:
             raise ModelLoadError("FocusRuntime needs at least one model engine")
@@ -440,6 +448,8 @@ class FocusRuntime:
                 raise InputError(f"in_focus_band_um={in_focus_band_um}; expected (low, high) in µm with low ≤ high")
             in_focus_band_um = (lo, hi)
         self.in_focus_band_um: tuple[float, float] | None = in_focus_band_um
+        self.pass_in_focus = bool(pass_in_focus)
+        self._gain_cal: dict[int, FocusGainCalibration | None] = {}
         self.estimator_failures = 0
         self._estimator_warned: set[str] = set()
         self.events = EventBus()
@@ -477,6 +487,7 @@ class FocusRuntime:
         warmup: int = 20,
         defocus_estimator: Any = "auto",
         in_focus_band_um: Any = "auto",
+        pass_in_focus: bool = True,
     ) -> FocusRuntime:
         """Load a model, compile it once, warm it up and measure its own latency.
 
@@ -513,6 +524,8 @@ class FocusRuntime:
             Captures the (signed) estimator places inside this band are returned untouched as ``in-focus``.
             ``"auto"`` (default): ``shipped.json``'s ``"in_focus_band_um"`` when the shipped estimator is in use,
             else off. None: off (every capture is restored).
+        pass_in_focus : bool
+            Return captures the model barely sharpens untouched (see the class); False restores every capture.
 
         Raises
         ------
@@ -564,7 +577,7 @@ class FocusRuntime:
                     in_focus_band_um = None
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
                  in_focus_threshold=in_focus_threshold, defocus_estimator=estimator,
-                 in_focus_band_um=in_focus_band_um)
+                 in_focus_band_um=in_focus_band_um, pass_in_focus=pass_in_focus)
         load_ms = (time.perf_counter() - t0) * 1e3
         rt.load_report = rt._measure(load_ms, max(5, warmup))
         log.info("virtualfocus: %s", rt.load_report)
@@ -670,9 +683,30 @@ class FocusRuntime:
             return self._frame(image, FrameStatus.FAILED, t0, eng.name, eng.backend_name, index, meta, queue_ms,
                                str(e), focus)
         cold = eng.cold
-        result = from_unit(out, info)
         # Inside the timed span: the guard holds restoration + defocus estimation to the budget together.
-        est, trusted, note = early if early is not None else self._estimate(unit, image, meta, index, eng)
+        cal = self._gain_calibration(eng)
+        gain = restoration_gain(unit, out) if cal is not None else None
+        if early is not None:
+            est, trusted, note = early
+        elif self.defocus_estimator is not None:
+            est, trusted, note = self._estimate(unit, image, meta, index, eng)
+        elif cal is not None and gain is not None:
+            est, trusted, note = self._judge(cal.estimate(gain), eng)
+        else:
+            est, trusted, note = None, None, ""
+        if (self.pass_in_focus and cal is not None and gain is not None and cal.in_focus_below is not None
+                and gain < cal.in_focus_below):
+            # The model found next to nothing to restore: the capture is in focus, and any change would only
+            # cost detail (the thesis's "no harm in focus"). Its time still counts: the model did run.
+            ms = (time.perf_counter() - t0) * 1e3
+            if not cold:
+                self._account(rung, ms * min(1.0, REFERENCE_SIZE * REFERENCE_SIZE / (unit.shape[0] * unit.shape[1])))
+            frame = self._frame(image, FrameStatus.IN_FOCUS, t0, eng.name, eng.backend_name, index, meta, queue_ms,
+                                _join(f"already in focus (restoration gain {gain:.3f} < {cal.in_focus_below:.3f})",
+                                      note), focus, est, trusted)
+            self._flag(frame, eng)
+            return frame
+        result = from_unit(out, info)
         ms = (time.perf_counter() - t0) * 1e3
         if not cold:
             # The budget is per reference capture: larger frames (scan images) count pro rata by pixels.
@@ -729,6 +763,10 @@ class FocusRuntime:
                             "with trusted=None (warned once per error type)", _estimator_label(self.defocus_estimator),
                             index, type(e).__name__, e)
             return None, None, ""
+        return self._judge(est, engine)
+
+    def _judge(self, est: DefocusEstimate, engine: ModelEngine | None
+               ) -> tuple[DefocusEstimate, bool | None, str]:
         lo, hi = self.trusted_range(engine)
         trusted = in_trusted_range(est, (lo, hi))
         note = ""
@@ -737,6 +775,19 @@ class FocusRuntime:
             side = f"{d:+.2f} µm" if est.signed else f"|{d:.2f}| µm"
             note = f"untrusted: estimated defocus {side} is outside the trusted range {lo:+.1f}…{hi:+.1f} µm"
         return est, trusted, note
+
+    def _gain_calibration(self, engine: ModelEngine) -> FocusGainCalibration | None:
+        key = id(engine)
+        if key not in self._gain_cal:
+            m = engine.manifest
+            cal = None
+            if m is not None and m.focus_gain is not None:
+                try:
+                    cal = FocusGainCalibration.from_dict(m.focus_gain)
+                except InputError as e:
+                    log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", engine.name, e)
+            self._gain_cal[key] = cal
+        return self._gain_cal[key]
 
     def _flag(self, frame: RestoredFrame, engine: ModelEngine | None) -> None:
         if frame.trusted is False and frame.defocus is not None and frame.defocus_um is not None:

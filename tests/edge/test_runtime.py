@@ -444,3 +444,50 @@ def test_captures_estimated_in_the_in_focus_band_are_returned_untouched(blur_mod
         FocusRuntime.load(blur_model, warmup=5, ladder=False, in_focus_band_um="sharp")
     for r in (rt, rt2, rt3, rt4):
         r.close()
+
+
+# -- restoration gain: in-focus pass-through and a defocus magnitude without a classifier ---------------------------
+
+
+def _with_focus_gain(folder: Path, **cal) -> Path:
+    m = Manifest.load(folder)
+    m.focus_gain = cal
+    m.save()
+    return folder
+
+
+def test_captures_the_model_barely_sharpens_are_returned_untouched(identity_model, blur_model):
+    img = np.random.default_rng(5).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    cal = {"levels_um": [-0.8, -0.4, 0.0, 0.4, 0.8], "gain": [1.8, 1.2, 1.0, 1.15, 1.6], "in_focus_below": 1.05}
+    _with_focus_gain(identity_model, **cal)  # identity: gain exactly 1 → in focus
+    with FocusRuntime.load(identity_model, ladder=False, warmup=5) as rt:
+        frame = rt.restore(img)
+        assert frame.status is FrameStatus.IN_FOCUS and frame.image is img
+        assert "restoration gain 1.000 < 1.050" in frame.message
+        assert frame.defocus_um == pytest.approx(0.0, abs=1e-4) and frame.defocus.signed is False and frame.trusted
+    with FocusRuntime.load(identity_model, ladder=False, warmup=5, pass_in_focus=False) as rt:
+        frame = rt.restore(img)  # the model alone: restored, still with the gain's estimate
+        assert frame.status is FrameStatus.RESTORED and frame.trusted is True
+    # A model that would blur an in-focus capture (gain < 1) never gets to: the capture comes back untouched.
+    _with_focus_gain(blur_model, **cal)
+    with FocusRuntime.load(blur_model, ladder=False, warmup=5) as rt:
+        assert rt.restore(img).image is img
+
+
+def test_restoration_gain_flags_untrusted_captures_without_a_classifier(identity_model):
+    img = np.random.default_rng(6).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    # A calibration in which a gain of 1 means 1.6 µm away: outside the default trusted range (±0.8 µm).
+    _with_focus_gain(identity_model, levels_um=[0.0, 1.0, 1.6], gain=[0.5, 0.9, 1.0], in_focus_below=None)
+    seen: list[UntrustedCapture] = []
+    with FocusRuntime.load(identity_model, ladder=False, warmup=5) as rt:
+        rt.events.connect(UntrustedCapture, seen.append)
+        frame = rt.restore(img)
+    assert frame.status is FrameStatus.RESTORED and frame.trusted is False
+    assert frame.defocus_um == pytest.approx(1.6) and "|1.60| µm is outside the trusted range" in frame.message
+    assert len(seen) == 1 and seen[0].signed is False
+
+
+def test_bad_focus_gain_calibration_is_refused_at_load(identity_model):
+    _with_focus_gain(identity_model, levels_um=[0.0, 0.2], gain=[1.0])
+    with pytest.raises(ModelLoadError, match=r"focus_gain.*same length"):
+        Manifest.load(identity_model)
