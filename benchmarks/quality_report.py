@@ -407,7 +407,7 @@ def write_card(folder: Path, man, entry, sections) -> None:
         "fields (Chula RBC-12); a stain well away from May-Grünwald-Giemsa colours is measured by re-staining the "
         "held-out stacks (hue rotated 30°, saturation ×1.3, input and ground truth alike). Success (MSE) at "
         "−0.8…0.8 µm: " + "; ".join(
-            f"{label} {fmt(d['success'].get(man.name, {}).get('MSE', {}).get('-0.8:0.8'))}%"
+            f"{label} {fmt(d['success'].get(folder.name, {}).get('MSE', {}).get('-0.8:0.8'))}%"
             for label, d in entry.get("datasets", {}).items()) + " (tables below).",
         "",
         "## Failure cases",
