@@ -432,6 +432,9 @@ def _markdown(result: EvaluationResult, plots: Mapping[str, str], plot_error: st
         + (f", crop {info['crop']}×{info['crop']}" if info.get("crop") else ", whole planes")
         + f"; {len(result.skipped)} skipped. Evaluation took {info.get('evaluation_s', 0):.1f} s"
         + " (inference included)."
+        + ({True: " The runtime returned captures its model barely sharpens untouched (in-focus pass-through; "
+                  "`--restore-all` scores the model alone).",
+            False: " Every capture was restored (`--restore-all`: the model alone)."}.get(info.get("in_focus_pass_through"), ""))
     )
     out.append("")
     if result.skipped:
@@ -643,10 +646,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--crop", type=int, default=None, help="evaluate a nucleus-centred crop (e.g. 360)")
     ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster)")
+    ap.add_argument("--restore-all", action="store_true",
+                    help="the model alone: restore every capture (no in-focus pass-through by restoration gain)")
     return ap
 
 
-def _model_fn(model: str) -> tuple[Restore, str, float | None]:
+def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, float | None]:
     """(restore function, method name, partner offset in µm for two-shot models or None)."""
     if model == "identity":
         return (lambda x: x), "identity", None
@@ -663,7 +668,7 @@ def _model_fn(model: str) -> tuple[Restore, str, float | None]:
         fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine)
         partner = float(src.manifest.spec.get("delta_um", 0.6))
         return (lambda x, other: fuser.fuse(x, other).frame.image), name, partner  # type: ignore[return-value,misc]
-    rt = FocusRuntime.load(model, budget_ms=1e9)
+    rt = FocusRuntime.load(model, budget_ms=1e9, pass_in_focus=pass_in_focus)
     return (lambda x: rt.restore(x).image), name, None
 
 
@@ -686,7 +691,7 @@ def main(argv: list[str] | None = None) -> int:
         files = files[: args.limit]
     else:
         rest = []
-    fn, name, partner_um = _model_fn(args.model)
+    fn, name, partner_um = _model_fn(args.model, pass_in_focus=not args.restore_all)
     baselines: dict[str, Restore] = {}
     base_info: dict[str, Any] = {}
     if args.baselines:
@@ -710,7 +715,8 @@ def main(argv: list[str] | None = None) -> int:
                 }
     result = evaluate(fn, files, name=name, baselines=baselines, crop=args.crop, ssim=not args.no_ssim,
                       partner_um=partner_um)
-    result.info.update(model=args.model, data=str(data), baselines=base_info)
+    result.info.update(model=args.model, data=str(data), baselines=base_info,
+                       in_focus_pass_through=not args.restore_all)
     md = write_report(result, args.out)
     t = result.level_table("input")
     print(f"evaluated {len(result.stacks)} stacks ({len(result.skipped)} skipped) -> {md}")
