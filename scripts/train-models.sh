@@ -47,9 +47,9 @@ run() {
         --set max_minutes="$(minutes 35)" ;;
     twoshot)  # two captures 0.6 um apart, sharper first (as the runtime's fuser feeds it)
       train vf-twoshot pix2pix-dist-2inputs "${COMMON[@]}" --set filters=16 --set levels=4 \
-        --set max_minutes="$(minutes 25)" ;;
+        --set max_minutes="$(minutes 22)" ;;
     fast)  # the default: the thesis's pix2pix-dist-fast size (16 filters, 8 blocks)
-      train vf-fast pix2pix-dist-fast "${COMMON[@]}" --set max_minutes="$(minutes 30)" ;;
+      train vf-fast pix2pix-dist-fast "${COMMON[@]}" --set max_minutes="$(minutes 27)" ;;
     *) echo "unknown model '$1'; expected focus-distance, quality, twoshot or fast" >&2; exit 2 ;;
   esac
 }
