@@ -423,6 +423,15 @@ def _level_table_md(result: EvaluationResult, method: str) -> list[str]:
     return lines
 
 
+def _pass_through_note(flag: Any) -> str:
+    if flag is True:
+        return (" The runtime returned captures its model barely sharpens untouched (in-focus pass-through; "
+                "`--restore-all` scores the model alone).")
+    if flag is False:
+        return " Every capture was restored (`--restore-all`: the model alone)."
+    return ""
+
+
 def _markdown(result: EvaluationResult, plots: Mapping[str, str], plot_error: str | None) -> str:
     info = result.info
     out = [f"# Evaluation: {info.get('method', 'model')}", ""]
@@ -432,9 +441,7 @@ def _markdown(result: EvaluationResult, plots: Mapping[str, str], plot_error: st
         + (f", crop {info['crop']}×{info['crop']}" if info.get("crop") else ", whole planes")
         + f"; {len(result.skipped)} skipped. Evaluation took {info.get('evaluation_s', 0):.1f} s"
         + " (inference included)."
-        + ({True: " The runtime returned captures its model barely sharpens untouched (in-focus pass-through; "
-                  "`--restore-all` scores the model alone).",
-            False: " Every capture was restored (`--restore-all`: the model alone)."}.get(info.get("in_focus_pass_through"), ""))
+        + _pass_through_note(info.get("in_focus_pass_through"))
     )
     out.append("")
     if result.skipped:

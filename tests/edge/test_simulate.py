@@ -112,3 +112,86 @@ def test_simulate_cli_writes_readable_stacks(tmp_path: Path) -> None:
     s = read_stack(out / "sim-000001.tif")
     assert s.meta["seed"] == 41
     assert np.array_equal(s.planes, simulate_stack(41, config=SimConfig(size=64)).planes)
+
+
+def test_stacks_do_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    # every stack draws from its own seed's streams, so a pool writes exactly what one process writes
+    args = ["--stacks", "3", "--seed", "70", "--size", "48", "--motion", "0.5"]
+    assert main(["--out", str(tmp_path / "one"), *args, "--workers", "1"]) == 0
+    assert main(["--out", str(tmp_path / "two"), *args, "--workers", "2"]) == 0
+    for i in range(3):
+        a = read_stack(tmp_path / "one" / f"sim-{i:06d}.tif")
+        b = read_stack(tmp_path / "two" / f"sim-{i:06d}.tif")
+        assert np.array_equal(a.planes, b.planes)
+        assert a.meta == b.meta
+
+
+def test_exposure_scales_planes() -> None:
+    field = make_field(np.random.default_rng(6), SimConfig(size=64))
+    offsets = [-0.4, 0.0, 0.4]
+    plain = field.intensity(offsets)
+    scaled = field.intensity(offsets, exposure=[0.9, 1.0, 1.1])
+    assert np.allclose(scaled, plain * np.array([0.9, 1.0, 1.1], np.float32)[:, None, None, None], atol=1e-6)
+    with pytest.raises(InputError, match="exposure"):
+        field.intensity(offsets, exposure=[1.0])
+
+
+def test_default_canvas_is_fft_friendly_and_larger_than_the_field() -> None:
+    field = make_field(np.random.default_rng(0))
+    assert field.canvas_shape == (416, 416) and field.size == (401, 401)
+
+
+def test_fused_captures_match_intensity_then_noise() -> None:
+    from virtualfocus.edge.optics import add_camera_noise, motion_otf
+    from virtualfocus.edge.simulate import _quantize
+
+    field = make_field(np.random.default_rng(7), SimConfig(size=96))
+    offsets, exposure = [-0.6, 0.0, 0.4], [0.98, 1.0, 1.02]
+    quiet = Camera(full_well_e=1e18, read_noise_e=0.0)  # noise far below a grey level
+    fused = field.captures(offsets, rng=np.random.default_rng(1), camera=quiet, exposure=exposure)
+    exact = _quantize(field.intensity(offsets, exposure=exposure), quiet)
+    assert fused.shape == (3, 96, 96, 3) and fused.dtype == np.uint8
+    assert np.abs(fused.astype(int) - exact).max() <= 1 and np.mean(fused == exact) > 0.99
+    # same noise level as add_camera_noise on the intensity stack
+    cam = Camera(full_well_e=2e4)
+    inten = field.intensity(offsets, exposure=exposure)
+    a = field.captures(offsets, rng=np.random.default_rng(2), camera=cam, exposure=exposure).astype(float)
+    b = add_camera_noise(inten, cam, np.random.default_rng(3)).astype(float)
+    ref = inten * 255
+    assert np.std(a - ref) == pytest.approx(np.std(b - ref), rel=0.05)
+    assert abs(np.mean(a - ref)) < 0.05 and abs(np.mean(b - ref)) < 0.05
+    # motion blur on some planes only
+    blur = motion_otf(6.0, 20.0, field.canvas_shape)
+    mixed = field.captures(
+        offsets, rng=np.random.default_rng(1), camera=quiet, motion=blur, motion_planes=[1, 0, 1]
+    )
+    moved = _quantize(field.intensity(offsets, motion=blur), quiet)
+    still = _quantize(field.intensity(offsets), quiet)
+    for i, m in enumerate([True, False, True]):
+        want = moved[i] if m else still[i]
+        assert np.abs(mixed[i].astype(int) - want).max() <= 1
+
+
+def test_sharpest_plane_resolves_ties_like_metrics() -> None:
+    from virtualfocus.edge.simulate import _sharpest_plane
+
+    s = simulate_stack(4, config=SimConfig(size=64))
+    planes = np.concatenate([s.planes, s.planes[s.sharp_index : s.sharp_index + 1]])  # an exact tie, last
+    assert _sharpest_plane(planes) == metrics.ground_truth_index(planes) == s.sharp_index
+    deep = simulate_stack(4, config=SimConfig(size=64, camera=Camera(bit_depth=16)))
+    assert _sharpest_plane(deep.planes) == metrics.ground_truth_index(deep.planes)
+
+
+def test_simulate_cli_falls_back_to_one_process_without_an_importable_main(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # worker processes re-import __main__; a script read from stdin cannot be, so the CLI runs serially
+    import sys
+    import types
+
+    fake = types.ModuleType("__main__")
+    fake.__file__ = "<stdin>"
+    monkeypatch.setitem(sys.modules, "__main__", fake)
+    assert main(["--out", str(tmp_path), "--stacks", "1", "--size", "32", "--workers", "2"]) == 0
+    assert (tmp_path / "sim-000000.tif").exists()
+    assert "in this process" in capsys.readouterr().err
