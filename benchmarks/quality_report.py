@@ -395,10 +395,11 @@ def write_card(folder: Path, man, entry, sections) -> None:
          f"{TRUST_MIN_SUCCESS:.0f}% success (MSE) at every level on held-out simulated stacks. " if trust else
          "No focus level outside the in-focus plane reaches the trust threshold yet. ")
         + "Outside that range the output should be treated as unreliable; the range is recorded in the manifest "
-        "(`trusted_defocus_um`). With the shipped defocus estimator (a focus-distance classifier) the runtime "
-        "estimates every capture's defocus and delivers a capture outside the range flagged (`frame.trusted` is "
-        "False, an `UntrustedCapture` event, a message), and returns captures estimated inside the in-focus band "
-        "untouched; the focus-drift monitor reads the same range.",
+        "(`trusted_defocus_um`). The runtime estimates every capture's defocus from this model's restoration gain "
+        "F(restored)/F(capture) (calibration `focus_gain` in the manifest; a magnitude), or from a focus-distance "
+        "classifier when one is shipped, and delivers a capture outside the range flagged (`frame.trusted` is "
+        "False, an `UntrustedCapture` event, a message); captures the model barely sharpens are returned "
+        "untouched as in focus. The focus-drift monitor reads the same range.",
         "",
         "## Gray captures and other stains",
         "",
