@@ -32,7 +32,8 @@ root = Path("models")
 have = {p.parent.name for p in root.glob("*/manifest.json")}
 write_json_atomic(root / "shipped.json", {
     "format": "virtualfocus-shipped/1",
-    "default": "vf-fast",
+    # vf-quality's INT8 file runs as fast as vf-fast here (benchmarks/latency.py), so the better model is the default.
+    "default": "vf-quality" if "vf-quality" in have else "vf-fast",
     "ladder": [n for n in ("vf-quality", "vf-fast") if n in have],
     "two_shot": "vf-twoshot" if "vf-twoshot" in have else None,
     "defocus_estimator": "vf-focus-distance" if "vf-focus-distance" in have else None,
