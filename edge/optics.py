@@ -41,6 +41,7 @@ from threading import Lock
 
 import cv2
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import InputError
 
@@ -658,6 +659,15 @@ def render_layers(
     )
 
 
+def _render_plan(
+    offsets_um: ArrayLike, exposure: ArrayLike | None, shape: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """(plane offsets, per-plane exposure scale, inverse-DFT normalisation) shared by both render paths."""
+    offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
+    scale = np.ones(offsets.size) if exposure is None else np.asarray(exposure, dtype=np.float64).reshape(offsets.size)
+    return offsets, scale, 1.0 / (int(shape[0]) * int(shape[1]))
+
+
 def render_bands(
     bands: Sequence[np.ndarray],
     depths_um: np.ndarray,
@@ -687,7 +697,7 @@ def render_bands(
     exposure : np.ndarray, optional
         ``(Z,)`` relative exposure of each plane (with ``transmission``; default 1).
     """
-    offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
+    offsets, scale, norm = _render_plan(offsets_um, exposure, shape)
     n_z = offsets.size
     h, w = int(shape[0]), int(shape[1])
     ch, cw = crop if crop is not None else (h, w)
@@ -696,9 +706,7 @@ def render_bands(
         gain = np.ascontiguousarray(transmission, dtype=np.float32)
         if gain.shape != (ch, cw, 3):
             raise InputError(f"render_bands: transmission has shape {gain.shape}; expected {(ch, cw, 3)}")
-    scale = np.ones(n_z) if exposure is None else np.asarray(exposure, dtype=np.float64).reshape(n_z)
     out = np.empty((n_z, ch, cw, 3), dtype=np.float32)
-    norm = 1.0 / (h * w)
     planes = _absorbed_planes(bands, depths_um, offsets, optics, shape, extra_otf=extra_otf)
     for i, images in enumerate(planes):
         a = out[i]
@@ -737,7 +745,7 @@ def render_captures(
     np.ndarray
         ``(Z, h, w, 3)`` in ``camera.dtype``.
     """
-    offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
+    offsets, scale, norm = _render_plan(offsets_um, exposure, shape)
     n_z = offsets.size
     h, w = int(shape[0]), int(shape[1])
     gain = np.asarray(transmission, dtype=np.float32)
@@ -747,9 +755,7 @@ def render_captures(
             f"render_captures: transmission has shape {gain.shape}; expected (h, w, 3) within {shape}"
         )
     gains = cv2.split(gain)
-    scale = np.ones(n_z) if exposure is None else np.asarray(exposure, dtype=np.float64).reshape(n_z)
     noise = _Noise(camera)
-    norm = 1.0 / (h * w)
     x = np.empty((ch, cw), np.float32)
     # channel by channel (its spectra and transfer functions stay in cache), then interleaved as 8/16-bit
     digital = np.empty((3, n_z, ch, cw), dtype=camera.dtype)
