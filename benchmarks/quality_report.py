@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import shlex
 import sys
 from pathlib import Path
 
@@ -235,11 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.semi:
         datasets["real smear fields, simulated defocus"] = list(iter_stacks(args.semi, on_error="skip"))[: args.semi_limit]
 
+    command = shlex.join(["python", "benchmarks/quality_report.py", *(argv if argv is not None else sys.argv[1:])])
     report = {"generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "models": {}}
     md = [
         "# Quality report",
         "",
-        f"Generated {report['generated']} by `python benchmarks/quality_report.py` (rerun it to reproduce). "
+        f"Generated {report['generated']} by `{command}` (rerun it to reproduce). "
         f"Held-out simulated stacks: {args.stacks} (simulator seeds 900000…, never used for training), "
         f"{args.crop}×{args.crop} windows centred on a white cell, planes at 0.2 µm steps. Metrics and success "
         "rates as in the thesis (chapter 5, §7.1): a restored image succeeds when its MSE (or FPW) is no worse than "

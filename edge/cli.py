@@ -180,7 +180,8 @@ def cmd_models(argv: list[str]) -> int:
         if "error" in r:
             print(f"{r['name']:<22} ERROR: {r['error']}")
             continue
-        lat = ", ".join(f"{k} {v.get('p50', float('nan')):.1f}" for k, v in sorted(r["latency_ms"].items())[:3])
+        fastest = sorted(r["latency_ms"].items(), key=lambda kv: kv[1].get("p50", float("inf")))[:3]
+        lat = ", ".join(f"{k} {v.get('p50', float('nan')):.1f}" for k, v in fastest)  # the three fastest paths
         trained = "yes" if r["trained"] else "UNTRAINED"
         print(f"{r['name']:<22} {r['architecture']:<24} {trained:<9} {r['params']:>9,} {r['gflops_360']:>9.2f}  "
               f"{lat or '-':<22} {', '.join(r['roles'])}")

@@ -4,7 +4,8 @@
 # budget with a checkpoint and anneals its learning rate over that budget (cosine), so a run can be resumed or
 # repeated on a faster machine with a larger budget (MINUTES_SCALE=4 scripts/train-models.sh).
 #
-#   scripts/train-models.sh                       # all: focus-distance classifier, quality, two-shot, fast
+#   scripts/train-models.sh                       # all: focus-distance classifier, quality (+ its extension),
+#                                                 # two-shot, fast
 #   scripts/train-models.sh quality twoshot       # a subset, in the order given
 #   scripts/train-models.sh paper                 # the paper-sized pix2pix-dist, for the record (not shipped)
 #
@@ -37,6 +38,19 @@ train() {  # name, then train arguments
   "$VF" train "$@" $(data_args) --out "$out" 2>&1 | tee "$out.log"
 }
 
+extend() {  # name, architecture, minutes, then overrides: one more cosine-annealed session of a finished run, once
+  local name=$1 arch=$2 mins=$3; shift 3
+  local out=runs/$name marker=runs/$name/extended-${mins}min
+  if [[ -f $marker ]]; then
+    echo "== $name: already extended by $mins minutes ($marker)"
+    return 0
+  fi
+  echo "== $name: resumed for $(minutes "$mins") more minutes ($(date -u +%H:%M) UTC)"
+  "$VF" train "$arch" --out "$out" --resume --no-progress --set max_minutes="$(minutes "$mins")" "$@" 2>&1 \
+    | tee -a "$out.log"
+  touch "$marker"
+}
+
 run() {
   case $1 in
     focus-distance)  # the distance network: per-capture defocus estimate for the runtime's trusted-range flag
@@ -46,6 +60,9 @@ run() {
     quality)  # 24 filters, 5 levels: ~2.3x the default's compute, still far inside the 70 ms budget
       train vf-quality pix2pix-dist "${COMMON[@]}" --set filters=24 --set levels=5 \
         --set max_minutes="$(minutes 35)" ;;
+    quality-extend)  # the shipped vf-quality: 45 more minutes from the 35-minute run, warm restart at half the
+                     # learning rate, cosine again (validation PSNR 38.70 -> see benchmarks/results/training/curves.md)
+      extend vf-quality pix2pix-dist 45 --set lr=5e-4 ;;
     twoshot)  # two captures 0.6 um apart, sharper first (as the runtime's fuser feeds it)
       train vf-twoshot pix2pix-dist-2inputs "${COMMON[@]}" --set filters=16 --set levels=4 \
         --set max_minutes="$(minutes 22)" ;;
@@ -58,9 +75,9 @@ run() {
       train pix2pix-dist-paper pix2pix-dist --no-progress --steps 1000000 --set threads=2 --set workers=1 \
         --set distance_classifier=runs/vf-focus-distance --set offset_range_um=-1.6,1.6 --set patience=0 \
         --set val_every=100 --set max_minutes="$(minutes 50)" ;;
-    *) echo "unknown model '$1'; expected focus-distance, quality, twoshot, fast or paper" >&2; exit 2 ;;
+    *) echo "unknown model '$1'; expected focus-distance, quality, quality-extend, twoshot, fast or paper" >&2; exit 2 ;;
   esac
 }
 
-if [[ $# -eq 0 ]]; then set -- focus-distance quality twoshot fast; fi
+if [[ $# -eq 0 ]]; then set -- focus-distance quality quality-extend twoshot fast; fi
 for m in "$@"; do run "$m"; done

@@ -83,6 +83,18 @@ def test_models_lists_the_untrained_default(shipped_root, capsys):
     assert data["default"] == "fast" and data["models"][0]["trained"] is False
 
 
+def test_models_shows_the_fastest_measured_paths(shipped_root, capsys):
+    manifest = shipped_root / "fast" / "manifest.json"
+    m = json.loads(manifest.read_text())
+    m["latency_ms"] = {name: {"p50": p50, "p95": p50 * 1.2, "mean": p50, "runs": 50.0} for name, p50 in
+                       [("onnxruntime/fp32", 26.7), ("onnxruntime/int8", 13.3), ("openvino/fp32", 12.3),
+                        ("openvino/int8", 8.5)]}
+    manifest.write_text(json.dumps(m))
+    assert main(["models"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("fast"))
+    assert "openvino/int8 8.5, openvino/fp32 12.3, onnxruntime/int8 13.3" in row and "26.7" not in row
+
+
 def test_unknown_command_and_missing_model_are_one_line_errors(shipped_root, tmp_path, capsys):
     assert main(["frobnicate"]) == 2
     img = np.zeros((32, 32), np.uint8)
