@@ -357,6 +357,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _training_span(log_csv: Path) -> str:
+    """' (N steps in M minutes over K sessions)' from a training log, or '' without one."""
+    import csv
+
+    if not log_csv.is_file():
+        return ""
+    sessions, total, prev, step = 1, 0.0, 0.0, 0
+    with open(log_csv, newline="") as fh:
+        for row in csv.DictReader(fh):
+            try:
+                t, step = float(row["time_s"]), int(row["step"])
+            except (KeyError, TypeError, ValueError):
+                continue
+            if t < prev:  # a resumed session restarts its clock
+                sessions, total = sessions + 1, total + prev
+            prev = t
+    return f" ({step:,} steps in {(total + prev) / 60:.0f} minutes over {sessions} session{'s' * (sessions > 1)})"
+
+
 def write_card(folder: Path, man, entry, sections) -> None:
     tr = man.training or {}
     cfg = tr.get("config", {})
@@ -373,7 +392,16 @@ def write_card(folder: Path, man, entry, sections) -> None:
         + (f"; two captures {man.spec.get('delta_um')} µm apart, fused by the runtime's two-shot mode (sharper "
            "first)" if man.input.inputs == 2 else ""),
         f"- trained: {'yes' if man.trained else 'NO (untrained export)'}"
-        + (f", {tr.get('step')} steps" if tr.get("step") else ""),
+        + (f", exported from the checkpoint with the best validation loss (step {tr.get('step')})" if tr.get("step")
+           else ""),
+        f"- recipe (the last training session's): Adam lr {man.spec.get('lr')} (betas {tuple(man.spec.get('betas') or ())}), batch "
+        f"{cfg.get('batch_size') or man.spec.get('batch_size')}, {cfg.get('crop') or man.spec.get('crop')}×"
+        f"{cfg.get('crop') or man.spec.get('crop')} crops, focus offsets {tuple(cfg.get('offset_range_um') or ())} µm, "
+        f"learning-rate schedule `{cfg.get('lr_schedule', 'constant')}`"
+        + (f" over its {cfg.get('max_minutes'):g}-minute budget" if cfg.get("max_minutes") else "")
+        + "; the training log (validation every "
+        f"{cfg.get('val_every')} steps) is `benchmarks/results/training/{man.name}.log.csv`, rerun by "
+        "`scripts/train-models.sh`" + _training_span(ROOT / "benchmarks" / "results" / "training" / f"{man.name}.log.csv"),
         f"- training data: {', '.join(cfg.get('data', [])) or 'see training provenance in manifest.json'} "
         "(simulated z-stacks from the project's optics model and semi-synthetic stacks from real in-focus smear "
         "fields blurred by the same optics)",
