@@ -128,26 +128,42 @@ def headline(res, method) -> dict:
 GAIN_GRID = tuple(round(1.0 + 0.01 * i, 2) for i in range(31))  # candidate pass-through thresholds 1.00 … 1.30
 
 
-def calibrate_focus_gain(res, method, grid=GAIN_GRID):
+def calibrate_focus_gain(res, method, grid=GAIN_GRID, partner_um=None):
     """The model's restoration gain per focus level and its in-focus pass-through threshold, from ``res`` (an
     evaluation on tuning stacks, never the test stacks).
 
     Gain per image = FR(restored) / FR(input) = F(restored) / F(input). The threshold is the one (from ``grid``)
     under which returning the capture untouched gives the best MSE success rate at −0.8…0.8 µm while keeping the
     sharp band within −0.3 dB of the input; ties go to the smaller threshold. ``None`` when no threshold helps.
+    Two-shot models (``partner_um``): the fuser measures the gain against the sharper shot of the pair (the
+    capture at the level or its partner ``partner_um`` above) and returns that shot, so both are modelled so here.
     """
     from virtualfocus.edge.metrics import success_tables
 
     s_in, s_out = res.scores["input"], res.scores[method]
-    with np.errstate(all="ignore"):
-        gain = s_out["FR"] / s_in["FR"]
     levels = res.levels
+    base_fr, keep_mse, keep_psnr = s_in["FR"], s_in["MSE"], s_in["PSNR"]
+    if partner_um:
+        k = round(partner_um / float(np.median(np.diff(levels))))
+
+        def above(a):
+            out = np.full_like(a, np.nan)
+            out[:, :-k] = a[:, k:]
+            return out
+
+        with np.errstate(invalid="ignore"):
+            use = above(s_in["FR"]) > s_in["FR"]
+        base_fr = np.where(use, above(s_in["FR"]), s_in["FR"])
+        keep_mse = np.where(use, above(s_in["MSE"]), s_in["MSE"])
+        keep_psnr = np.where(use, above(s_in["PSNR"]), s_in["PSNR"])
+    with np.errstate(all="ignore"):
+        gain = s_out["FR"] / base_fr
     band = np.array([-0.25 < lv < 0.45 for lv in levels])
 
     def deployed(t):
         keep = gain < t
-        mse = np.where(keep, s_in["MSE"], s_out["MSE"])
-        psnr = np.where(keep, s_in["PSNR"], s_out["PSNR"])
+        mse = np.where(keep, keep_mse, s_out["MSE"])
+        psnr = np.where(keep, keep_psnr, s_out["PSNR"])
         rate = success_tables(s_in["MSE"], mse, levels).per_interval["-0.8:0.8"]
         harm = float(np.min(np.nanmean(psnr[:, band], axis=0) - np.nanmean(s_in["PSNR"][:, band], axis=0)))
         return rate, harm
@@ -157,9 +173,11 @@ def calibrate_focus_gain(res, method, grid=GAIN_GRID):
         rate, harm = deployed(float(t))
         if (harm >= -0.3, rate) > (best[1] >= -0.3, best[0]):
             best_t, best = float(t), (rate, harm)
+    # Levels the model was not scored at (a two-shot model's top levels have no partner) have no gain to record.
+    scored = [i for i in range(len(levels)) if np.isfinite(gain[:, i]).any()]
     with np.errstate(all="ignore"):
-        med = [float(np.nanmedian(gain[:, i])) for i in range(len(levels))]
-    return {"levels_um": [round(float(v), 3) for v in levels], "gain": [round(g, 4) for g in med],
+        med = [float(np.nanmedian(gain[:, i])) for i in scored]
+    return {"levels_um": [round(float(levels[i]), 3) for i in scored], "gain": [round(g, 4) for g in med],
             "in_focus_below": best_t, "stacks": len(res.stacks)}
 
 
@@ -257,14 +275,30 @@ def main(argv: list[str] | None = None) -> int:
         if Manifest.load(root / name, verify=False).input.inputs == 2:
             # Two-shot: the pair goes through the runtime's fuser exactly as instrument software sends it
             # (alignment check, sharper-first, fallback to single shot); the partner lies delta_um above.
-            from virtualfocus.edge.integrations.twoshot import TwoShotFuser, load_two_shot_engine
+            # The model alone (every pair fused) and, as for single captures, the fuser as shipped: a pair whose
+            # sharper shot the model barely sharpens returns that shot untouched.
+            from virtualfocus.edge.integrations.twoshot import (
+                TwoShotConfig,
+                TwoShotFuser,
+                load_two_shot_engine,
+            )
 
             rt = FocusRuntime.load(budget_ms=1e9, ladder=False, warmup=5)
             engine = load_two_shot_engine(name)
             man = engine.manifest
             partner_um = float(man.spec.get("delta_um", 0.6))
-            fuser = TwoShotFuser(rt, engine)
+            fuser = TwoShotFuser(rt, engine, config=TwoShotConfig(pass_in_focus=False))
             fn = lambda img, other, fuser=fuser: fuser.fuse(img, other).frame.image  # noqa: E731
+            if args.cards and man is not None:
+                print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
+                cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=args.crop, ssim=False,
+                                                    partner_um=partner_um), name, partner_um=partner_um)
+                man.focus_gain = cal
+                man.save()
+                print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
+            if man is not None and (man.focus_gain or {}).get("in_focus_below") is not None:
+                dep_fuser = TwoShotFuser(rt, load_two_shot_engine(name))
+                extra[deployed_name] = lambda img, other, f=dep_fuser: f.fuse(img, other).frame.image
         else:
             # The model alone (every capture restored), and the runtime as shipped: captures the model barely
             # sharpens (restoration gain under a threshold calibrated on the tuning stacks) returned untouched.
@@ -287,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         for label, stacks in datasets.items():
             print(f"evaluating {name} on {label} ({len(stacks)} stacks) …", file=sys.stderr)
             res = evaluate(fn, stacks, name=name, baselines={**baselines, **extra} if label == "simulated" else None,
-                           crop=args.crop, partner_um=partner_um)
+                           crop=args.crop, partner_um=partner_um, paired=list(extra) if partner_um else ())
             methods = [m for m in res.methods]
             entry["datasets"][label] = {
                 "stacks": len(res.stacks),

@@ -235,6 +235,7 @@ def evaluate(
     curve_stacks: int = 4,
     sharp_band: Sequence[float] = M.SHARP_BAND_UM,
     partner_um: float | None = None,
+    paired: Sequence[str] = (),
 ) -> EvaluationResult:
     """Score ``restore_fn`` (and optional baselines) on every plane of every stack.
 
@@ -262,6 +263,8 @@ def evaluate(
         Two-shot models: ``restore_fn`` is called as ``restore_fn(x, partner)`` with the plane ``partner_um``
         above ``x`` (the pair the instrument would capture). Levels without a partner inside the stack have no
         score for the model (NaN; left out of its success rates); the input and baselines are scored as usual.
+    paired : sequence of str
+        Baselines that take the pair too (e.g. the same two-shot model deployed with its in-focus pass-through).
 
     Returns
     -------
@@ -302,7 +305,7 @@ def evaluate(
                     partner = stack.planes[j] if abs(levels[j] - (lv + partner_um)) < 0.05 and j != i else None
                 for k, fn in methods.items():
                     t0 = time.perf_counter()
-                    if partner_um is not None and k == name:
+                    if partner_um is not None and (k == name or k in paired):
                         if partner is None:
                             outputs[k].append(None)
                             continue
@@ -669,10 +672,11 @@ def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, 
     src = resolve_model(model)
     if src.manifest.input.inputs == 2:
         # Pairs go through the runtime's two-shot fuser, as instrument software sends them.
-        from .integrations.twoshot import TwoShotFuser, load_two_shot_engine
+        from .integrations.twoshot import TwoShotConfig, TwoShotFuser, load_two_shot_engine
 
         engine = load_two_shot_engine(model)
-        fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine)
+        fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine,
+                             config=TwoShotConfig(pass_in_focus=pass_in_focus))
         partner = float(src.manifest.spec.get("delta_um", 0.6))
         return (lambda x, other: fuser.fuse(x, other).frame.image), name, partner  # type: ignore[return-value,misc]
     rt = FocusRuntime.load(model, budget_ms=1e9, pass_in_focus=pass_in_focus)

@@ -14,6 +14,9 @@ expected focus, and let a network fuse them instead of refocusing. Here:
 4. **Two-input model** — a model whose manifest says ``input.inputs == 2`` gets the two captures concatenated on
    channels (sharper first) through the engine's own normaliser, padding and tiling.
 
+5. **In focus stays untouched** — as in the single-capture runtime: when the model's calibrated restoration gain
+   says the sharper shot is already in focus, that shot is returned as captured (``"in-focus"``).
+
 A second shot that never arrives within ``pair_timeout_ms`` does not hold the stream up: the first is restored
 single-shot and flagged (``virtualfocus.two_shot_reason`` says so).
 """
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from ..defocus import FocusGainCalibration, restoration_gain
 from ..errors import BackendError, InputError, ModelLoadError
 from ..metrics import brenner
 from ..preprocess import from_unit, to_unit
@@ -179,6 +183,11 @@ class TwoShotConfig:
         How long a first shot waits for its partner before it is restored alone.
     max_pending : int
         Groups in flight (waiting for a partner or for fusion); more shots are delivered raw, flagged ``overflow``.
+    pass_in_focus : bool
+        When the model's manifest carries a restoration-gain calibration (``focus_gain``, written by
+        ``benchmarks/quality_report.py --cards``) and the fused output barely sharpens the sharper shot (gain below
+        ``in_focus_below``), that shot is in focus: it is returned untouched (status ``in-focus``, mode
+        ``"in-focus"``) instead of the model's output, which could only cost detail. False gives the model alone.
     """
 
     max_shift_px: float = 8.0
@@ -186,6 +195,7 @@ class TwoShotConfig:
     align: bool = True
     pair_timeout_ms: float = 1000.0
     max_pending: int = 16
+    pass_in_focus: bool = True
 
     def __post_init__(self) -> None:
         if not self.max_shift_px >= 0 or not -1 <= self.min_correlation <= 1:
@@ -231,7 +241,7 @@ class TwoShotResult:
     """A fused (or single-shot fallback) frame and what the two-shot step found."""
 
     frame: RestoredFrame
-    mode: str  # "fused" | "single-shot"
+    mode: str  # "fused" | "in-focus" (the sharper shot returned untouched) | "single-shot"
     reason: str = ""
     shift: ShiftEstimate | None = None
     base_shot: int = 0  # which input (0 = first captured) was the sharper, residual base
@@ -268,6 +278,13 @@ class TwoShotFuser:
         self.engine = engine
         self.config = config or TwoShotConfig()
         self._lock = threading.Lock()  # one fusion at a time per engine
+        self.gain_calibration: FocusGainCalibration | None = None
+        focus_gain = engine.manifest.focus_gain if engine.manifest is not None else None
+        if focus_gain is not None:
+            try:
+                self.gain_calibration = FocusGainCalibration.from_dict(focus_gain)
+            except InputError as e:
+                log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", engine.name, e)
 
     def single(self, image: Any, meta: Mapping[str, Any] | None, reason: str, *, base_shot: int = 0,
                shift: ShiftEstimate | None = None) -> TwoShotResult:
@@ -332,6 +349,16 @@ class TwoShotFuser:
                 out = self.engine.restore_unit(x)
         except BackendError as e:
             return self.single(base_img, meta, f"two-shot model failed ({e})", base_shot=base_shot, shift=shift)
+        cal = self.gain_calibration
+        if cfg.pass_in_focus and cal is not None and cal.in_focus_below is not None:
+            gain = restoration_gain(base, out)
+            if gain < cal.in_focus_below:
+                ms = (time.perf_counter() - t0) * 1e3
+                note = (f"already in focus (restoration gain {gain:.3f} < {cal.in_focus_below:.3f}): the sharper "
+                        f"shot (base {base_shot}) returned untouched")
+                frame = RestoredFrame(base_img, FrameStatus.IN_FOCUS, ms, self.engine.name, self.engine.backend_name,
+                                      -1, meta, 0.0, note)
+                return TwoShotResult(frame, "in-focus", "", shift, base_shot)
         image = from_unit(out, base_info)
         ms = (time.perf_counter() - t0) * 1e3
         note = f"fused 2 shots (base {base_shot}, shift {dy:+.2f},{dx:+.2f} px)"
@@ -531,7 +558,7 @@ class TwoShotStream(_OrderedDelivery):
                                   f"{type(e).__name__}: {e}")
             result = TwoShotResult(frame, "single-shot", f"fusion error: {e}")
             raws, zs = (g.shots[0][0],), ()
-        if result.mode != "fused":
+        if result.mode == "single-shot":
             self._warn.warn("two-shot:" + result.reason.split(" (")[0][:40], "virtualfocus: frame %d: %s", g.seq,
                             result.reason)
         if g.completed and len(g.shots) >= 2:

@@ -52,3 +52,33 @@ def test_gain_calibration_keeps_the_sharp_band_unharmed(qr):
     # … and it is a calibration the runtime accepts (written into the manifest as focus_gain).
     c = FocusGainCalibration.from_dict(cal)
     assert c.magnitude_um(float(gain.max())) == pytest.approx(max(abs(res.levels)), abs=0.25)
+
+
+def test_two_shot_calibration_measures_against_the_sharper_shot(qr):
+    stacks = [simulate_stack(s, config=SimConfig(size=96)) for s in (21, 22, 23)]
+    truth = {hash(p.tobytes()): s.sharp for s in stacks for p in s.planes}
+    rng = np.random.default_rng(1)
+
+    def oracle(x: np.ndarray, partner: np.ndarray) -> np.ndarray:  # a two-shot "model": ground truth plus noise
+        y = truth[hash(x.tobytes())].astype(np.float64) + rng.normal(0, 1.0, x.shape)
+        return np.clip(y, 0, 255).astype(x.dtype)
+
+    res = evaluate(oracle, stacks, name="pair", ssim=False, partner_um=0.6)
+    cal = qr.calibrate_focus_gain(res, "pair", partner_um=0.6)
+    t = cal["in_focus_below"]
+    assert t is not None and t in qr.GAIN_GRID
+    # The fuser returns the sharper shot of the pair: where that is the partner (0.6 µm above), the kept image is
+    # the partner's; below focus the partner is the sharper one and the gain is measured against it.
+    s_in, s_out = res.scores["input"], res.scores["pair"]
+    k = 3
+    above = np.full_like(s_in["FR"], np.nan)
+    above[:, :-k] = s_in["FR"][:, k:]
+    base = np.where(above > s_in["FR"], above, s_in["FR"])
+    i_below = int(np.argmin(np.abs(res.levels + 0.4)))  # -0.4 µm: its partner +0.2 µm is sharper
+    assert np.all(base[:, i_below] > s_in["FR"][:, i_below])
+    gain = dict(zip(cal["levels_um"], cal["gain"], strict=True))
+    lv = round(float(res.levels[i_below]), 3)
+    assert gain[lv] == pytest.approx(float(np.median(s_out["FR"][:, i_below] / base[:, i_below])), rel=1e-3)
+    # levels without a partner in the stack have no model score, so no gain; the runtime accepts the calibration
+    assert len(cal["levels_um"]) == len(res.levels) - k and max(cal["levels_um"]) < max(res.levels)
+    assert FocusGainCalibration.from_dict(cal).in_focus_below == t

@@ -24,10 +24,11 @@ from virtualfocus.edge.integrations import (
 )
 from virtualfocus.edge.manifest import Manifest
 from virtualfocus.edge.metrics import brenner
+from virtualfocus.edge.runtime import FrameStatus
 from virtualfocus.edge.simulate import make_field
 from virtualfocus.edge.stack import ZStack
 
-from tests.edge.helpers import make_model_folder
+from tests.edge.helpers import make_model_folder, make_two_input_model_folder
 from tests.edge.integrations.conftest import SIZE, capture
 
 
@@ -63,6 +64,28 @@ def test_fusion_uses_sharper_first_and_aligns(runtime, two_shot_model, field):
     moved = res2.shift if res2.base_shot == 0 else type(res2.shift)(-res2.shift.dy, -res2.shift.dx, 0.0)
     assert abs(moved.dy - 1.5) < 0.2 and abs(moved.dx + 0.5) < 0.2
     assert res2.mode == "fused" and res2.shift.correlation > 0.9
+
+
+def test_in_focus_sharper_shot_comes_back_untouched(runtime, tmp_path, field):
+    # A "mean" two-shot model only blurs: on a pair whose sharper shot is in focus its gain F(out)/F(sharper) < 1.
+    folder = make_two_input_model_folder(tmp_path / "two-shot-mean", kind="mean")
+    m = Manifest.load(folder)
+    m.focus_gain = {"levels_um": [0.0, 0.6, 1.2], "gain": [1.0, 1.5, 3.0], "in_focus_below": 1.05, "stacks": 3}
+    m.save(folder)
+    sharp, partner = capture(field, 0.0, 1), capture(field, 0.6, 2)
+    fuser = TwoShotFuser(runtime, load_two_shot_engine(folder))
+    res = fuser.fuse(partner, sharp, {"k": 1})
+    assert res.mode == "in-focus" and res.base_shot == 1 and res.frame.status is FrameStatus.IN_FOCUS
+    assert res.frame.image is sharp and "already in focus" in res.frame.message  # the capture itself, not a copy
+    assert res.metadata()["virtualfocus.two_shot"] == "in-focus"
+    # pass_in_focus=False gives the model alone: the blurred mean of the two shots
+    alone = TwoShotFuser(runtime, load_two_shot_engine(folder), config=TwoShotConfig(pass_in_focus=False))
+    res2 = alone.fuse(partner, sharp)
+    assert res2.mode == "fused" and res2.frame.status.restored and brenner(res2.frame.image) < brenner(sharp)
+    # a manifest without the calibration fuses as before
+    m.focus_gain = None
+    m.save(folder)
+    assert TwoShotFuser(runtime, load_two_shot_engine(folder)).fuse(partner, sharp).mode == "fused"
 
 
 def test_disagreeing_shots_fall_back_single_shot(runtime, two_shot_model, field):
