@@ -26,7 +26,9 @@ def two_shot_model(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def runtime(identity_model: Path):
-    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1)
+    # A generous hard deadline: these tests check ordering, fallbacks and metadata, and a busy shared CI machine must
+    # not turn a queued frame "late" (deadlines have their own tests in tests/edge/test_runtime*.py).
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, deadline_ms=30_000)
     yield rt
     rt.close(drain=False)
 

@@ -16,7 +16,7 @@ from tests.edge.integrations.conftest import SIZE, capture
 def test_in_order_despite_out_of_order_completion(identity_model):
     # queue_size=1 and a slow backend: frame 0 restores for 60 ms, frame 1 waits in the queue, later frames
     # overflow and resolve at once, i.e. before frames 0 and 1. Delivery must still be 0, 1, 2, ...
-    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, queue_size=1)
+    rt = FocusRuntime.load(identity_model, ladder=False, warmup=5, threads=1, queue_size=1, deadline_ms=30_000)
     eng = rt.engines[0]
     eng.backend = SlowBackend(eng.backend, 0.06)
     got: list[StreamFrame] = []
