@@ -194,8 +194,13 @@ def cmd_models(argv: list[str]) -> int:
             print(" " * 23 + f"defocus estimator, classes {c[0]:+.1f}…{c[-1]:+.1f} µm: accuracy "
                   f"{100 * est['accuracy']:.1f}%, MAE {est['mae_um']:.2f} µm (held-out simulated stacks)")
         elif rep.get("success_mse_08") is not None:
-            print(" " * 23 + f"quality (held-out simulated stacks): success MSE at -0.8…0.8 µm "
-                  f"{rep['success_mse_08']:.1f}%, FR {rep['fr_range'][0]:.2f}…{rep['fr_range'][1]:.2f}, trusted "
+            # As shipped (in-focus captures returned untouched) when the report measured that, else the model alone.
+            dep = rep.get("deployed") if isinstance(rep.get("deployed"), dict) else None
+            shown = dep if dep and dep.get("success_mse_08") is not None else rep
+            how = "as shipped" if shown is dep else "model alone"
+            fr = shown.get("fr_range") or rep.get("fr_range") or [float("nan")] * 2
+            print(" " * 23 + f"quality (held-out simulated stacks, {how}): success MSE at -0.8…0.8 µm "
+                  f"{shown['success_mse_08']:.1f}%, FR {fr[0]:.2f}…{fr[1]:.2f}, trusted "
                   f"{rep.get('trusted_defocus_um')} µm")
         else:
             paths = [k for k in q if "/" in k and isinstance(q[k], dict)]
