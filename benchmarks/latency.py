@@ -63,8 +63,13 @@ def percentiles(ms: list[float]) -> tuple[float, float, float, float]:
 
 
 def time_runtime(rt, frame: np.ndarray, runs: int, warmup: int) -> list[float]:
-    for _ in range(warmup):
-        rt.restore(frame)
+    """Milliseconds per ``restore`` of ``frame``; raises when the path does not restore it (a frame delivered raw —
+    e.g. a static-shape file given a capture of another size — must not be timed as if it had been restored)."""
+    for i in range(max(warmup, 1)):
+        fr = rt.restore(frame)
+        if i == 0 and not fr.status.restored:
+            first = (fr.message or "").splitlines()[0] if fr.message else ""
+            raise RuntimeError(f"not restored at {frame.shape[1]}x{frame.shape[0]} ({fr.status.value}: {first})")
     out = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -183,7 +188,12 @@ def main(argv: list[str] | None = None) -> int:
                     except Exception as e:
                         print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
                         continue
-                    ms = time_runtime(rt, frame, args.runs, args.warmup)
+                    try:
+                        ms = time_runtime(rt, frame, args.runs, args.warmup)
+                    except RuntimeError as e:
+                        print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
+                        rt.close()
+                        continue
                     p50, p95, p99, mean = percentiles(ms)
                     prec = f.precision if f.backend == "onnxruntime" else (
                         f"{f.precision}→{rt.engines[0].backend.execution_precision()}" if mode == "default"  # type: ignore[union-attr]
