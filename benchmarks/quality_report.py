@@ -393,21 +393,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _training_span(log_csv: Path) -> str:
     """' (N steps in M minutes over K sessions)' from a training log, or '' without one."""
-    import csv
+    from virtualfocus.training.runlog import read_training_log
 
     if not log_csv.is_file():
         return ""
-    sessions, total, prev, step = 1, 0.0, 0.0, 0
-    with open(log_csv, newline="") as fh:
-        for row in csv.DictReader(fh):
-            try:
-                t, step = float(row["time_s"]), int(row["step"])
-            except (KeyError, TypeError, ValueError):
-                continue
-            if t < prev:  # a resumed session restarts its clock
-                sessions, total = sessions + 1, total + prev
-            prev = t
-    return f" ({step:,} steps in {(total + prev) / 60:.0f} minutes over {sessions} session{'s' * (sessions > 1)})"
+    log = read_training_log(log_csv)
+    return (f" ({log.last_step:,} steps in {log.total_minutes:.0f} minutes over {log.sessions} "
+            f"session{'s' * (log.sessions > 1)})")
 
 
 def write_card(folder: Path, man, entry, sections) -> None:

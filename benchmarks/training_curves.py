@@ -18,7 +18,6 @@ average over defocus levels, not the quality report's per-level table).
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import os
 import sys
@@ -26,58 +25,23 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from virtualfocus.training.runlog import TrainingLog, read_training_log
+
 RESULTS = Path(__file__).resolve().parent / "results" / "training"
 
 
 @dataclass
-class Curve:
-    name: str
-    steps: list[int]
-    minutes: list[float]  # accumulated wall clock at each validation
-    val_loss: list[float]
-    val_psnr: list[float]
-    input_psnr: list[float]
-    last_step: int
-    total_minutes: float
+class Curve(TrainingLog):
+    name: str = ""
     model: str = ""
     focus_range_um: str = ""
 
 
 def read_log(name: str, path: Path) -> Curve:
-    """Parse a run's ``log.csv`` (``path`` may be the file or the run directory)."""
-    if path.is_dir():
-        path = path / "log.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no log.csv (expected a run directory or a copied *.log.csv file)")
-    steps: list[int] = []
-    minutes: list[float] = []
-    loss: list[float] = []
-    psnr: list[float] = []
-    inp: list[float] = []
-    offset = prev = 0.0
-    last_step = 0
-    with open(path, newline="") as fh:
-        rows = csv.DictReader(fh)
-        if not rows.fieldnames or "step" not in rows.fieldnames or "time_s" not in rows.fieldnames:
-            raise ValueError(f"{path}: not a virtualfocus training log (needs 'step' and 'time_s' columns)")
-        for row in rows:
-            try:
-                t = float(row["time_s"])
-                step = int(row["step"])
-            except (TypeError, ValueError):
-                continue
-            if t < prev:  # a resumed session restarts its clock
-                offset += prev
-            prev = t
-            last_step = step
-            if row.get("val_loss"):
-                steps.append(step)
-                minutes.append((offset + t) / 60)
-                loss.append(float(row["val_loss"]))
-                psnr.append(float(row["val_psnr"]) if row.get("val_psnr") else float("nan"))
-                inp.append(float(row["input_psnr"]) if row.get("input_psnr") else float("nan"))
-    model, span = _run_config(path)
-    return Curve(name, steps, minutes, loss, psnr, inp, last_step, (offset + prev) / 60, model, span)
+    """Parse a run's ``log.csv`` (``path`` may be the file or the run directory) and its config."""
+    log = read_training_log(path)
+    model, span = _run_config(path / "log.csv" if path.is_dir() else path)
+    return Curve(**vars(log), name=name, model=model, focus_range_um=span)
 
 
 def _run_config(log_csv: Path) -> tuple[str, str]:

@@ -132,6 +132,18 @@ class FocusGainCalibration:
             raise InputError(f"levels_um ({len(lv)}) and gain ({len(g)}) must have the same length ≥ 2, gains > 0")
         return cls(lv, g, below, int(d.get("stacks", 0)))
 
+    @classmethod
+    def of_model(cls, name: str, focus_gain: Any) -> FocusGainCalibration | None:
+        """A model manifest's ``focus_gain`` (None when absent); a malformed one is logged and ignored, so the
+        model still restores (every capture) rather than failing to load."""
+        if focus_gain is None:
+            return None
+        try:
+            return cls.from_dict(focus_gain)
+        except InputError as e:
+            log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", name, e)
+            return None
+
     def to_dict(self) -> dict[str, Any]:
         return {"levels_um": [round(v, 3) for v in self.levels_um], "gain": [round(v, 4) for v in self.gain],
                 "in_focus_below": None if self.in_focus_below is None else round(self.in_focus_below, 4),

@@ -780,13 +780,7 @@ class FocusRuntime:
         key = id(engine)
         if key not in self._gain_cal:
             m = engine.manifest
-            cal = None
-            if m is not None and m.focus_gain is not None:
-                try:
-                    cal = FocusGainCalibration.from_dict(m.focus_gain)
-                except InputError as e:
-                    log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", engine.name, e)
-            self._gain_cal[key] = cal
+            self._gain_cal[key] = FocusGainCalibration.of_model(engine.name, m.focus_gain if m else None)
         return self._gain_cal[key]
 
     def _flag(self, frame: RestoredFrame, engine: ModelEngine | None) -> None:

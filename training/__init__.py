@@ -7,7 +7,8 @@ torch; the submodules need the ``train`` extra (torch):
   ``list_models``, ``register``); torch-free until a network is built;
 * :mod:`.nets` — network definitions (``nets.unet.UNetGenerator`` is the product generator);
 * :mod:`.losses`, :mod:`.datasets`, :mod:`.systems`, :mod:`.trainer` (``train``), :mod:`.config`
-  (``TrainConfig``), :mod:`.checkpoint` (``load_run``), :mod:`.cli` (``virtualfocus train``).
+  (``TrainConfig``), :mod:`.checkpoint` (``load_run``), :mod:`.cli` (``virtualfocus train``);
+* :mod:`.runlog` — a run's ``log.csv`` read back (validation curve, steps, minutes, sessions); torch-free.
 """
 
-__all__ = ["checkpoint", "cli", "config", "datasets", "losses", "nets", "registry", "systems", "trainer"]
+__all__ = ["checkpoint", "cli", "config", "datasets", "losses", "nets", "registry", "runlog", "systems", "trainer"]

@@ -278,13 +278,8 @@ class TwoShotFuser:
         self.engine = engine
         self.config = config or TwoShotConfig()
         self._lock = threading.Lock()  # one fusion at a time per engine
-        self.gain_calibration: FocusGainCalibration | None = None
-        focus_gain = engine.manifest.focus_gain if engine.manifest is not None else None
-        if focus_gain is not None:
-            try:
-                self.gain_calibration = FocusGainCalibration.from_dict(focus_gain)
-            except InputError as e:
-                log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", engine.name, e)
+        m = engine.manifest
+        self.gain_calibration = FocusGainCalibration.of_model(engine.name, m.focus_gain if m else None)
 
     def single(self, image: Any, meta: Mapping[str, Any] | None, reason: str, *, base_shot: int = 0,
                shift: ShiftEstimate | None = None) -> TwoShotResult:
