@@ -86,7 +86,7 @@ def _identity_model(folder: Path) -> Path:
 def run_acquisition(rt, size: int, frames: int, *, interval_ms: float = 0.0) -> dict:
     import useq
     from virtualfocus.edge.integrations.pymmcore import attach
-    from virtualfocus.edge.integrations.simscope import ScopeConfig, SimulatedMicroscope
+    from virtualfocus.simulation.simscope import ScopeConfig, SimulatedMicroscope
 
     scope = SimulatedMicroscope(ScopeConfig(size=size, seed=1, noise=False, z_quantum_um=0.1, field_jitter_um=0.2,
                                             max_fields=3, cache_renders=3))
@@ -141,7 +141,7 @@ def run_acquisition(rt, size: int, frames: int, *, interval_ms: float = 0.0) -> 
 def run_two_shot(rt, model: Path, size: int, pairs: int) -> dict:
     import cv2
     from virtualfocus.edge.integrations import TwoShotStream, load_two_shot_engine
-    from virtualfocus.edge.simulate import make_field
+    from virtualfocus.simulation.simulate import make_field
 
     field = make_field(np.random.default_rng(4), size=size)
     rng = np.random.default_rng(5)

@@ -81,7 +81,7 @@ def time_runtime(rt, frame: np.ndarray, runs: int, warmup: int) -> list[float]:
 def capture(h: int, w: int) -> np.ndarray:
     """A simulated defocused smear capture when the simulator is available, else smooth noise."""
     try:
-        from virtualfocus.edge.simulate import simulate_stack
+        from virtualfocus.simulation.simulate import simulate_stack
 
         st = simulate_stack(7)
         plane = st.planes[min(len(st) - 1, st.sharp_index + 4)]

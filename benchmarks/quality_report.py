@@ -38,14 +38,14 @@ TRUST_MIN_SUCCESS = 90.0  # % success (MSE) a focus level needs to be inside the
 
 
 def simulated_test_stacks(n: int, seed: int = 900_000):
-    from virtualfocus.edge.simulate import simulate_stack
+    from virtualfocus.simulation.simulate import simulate_stack
 
     return [simulate_stack(seed + i, name=f"test-{seed + i}") for i in range(n)]
 
 
 def as_gray(stacks):
     import cv2
-    from virtualfocus.edge.stack import ZStack
+    from virtualfocus.zstacks.stack import ZStack
 
     out = []
     for s in stacks:
@@ -58,7 +58,7 @@ def as_restained(stacks, hue_shift_deg=30.0, saturation=1.3):
     """The same stacks with a different stain: every plane's hue rotated and saturation scaled alike (OpenCV HSV),
     e.g. a Wright or Leishman stain that comes out more magenta/purple than May-Grünwald-Giemsa."""
     import cv2
-    from virtualfocus.edge.stack import ZStack
+    from virtualfocus.zstacks.stack import ZStack
 
     out = []
     for s in stacks:
@@ -194,8 +194,8 @@ def worst_cases(res, method, k=3):
 
 def failure_images(stacks, method_fn, cases, folder: Path, crop: int = 360, partner_um: float | None = None):
     """Write input | restored | truth panels of the worst cases into ``folder``; returns file names."""
-    from virtualfocus.edge.demo import _panel
     from virtualfocus.edge.imageio import write_image_atomic
+    from virtualfocus.evaluation.demo import _panel
 
     by_name = {s.name: s for s in stacks}
     names = []
@@ -233,11 +233,11 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from virtualfocus.edge import FocusRuntime
-    from virtualfocus.edge.baselines import tune_richardson_lucy, tune_unsharp
-    from virtualfocus.edge.evaluate import evaluate
     from virtualfocus.edge.manifest import Manifest, write_json_atomic
     from virtualfocus.edge.models import models_root, shipped
-    from virtualfocus.edge.stack import iter_stacks
+    from virtualfocus.evaluation.baselines import tune_richardson_lucy, tune_unsharp
+    from virtualfocus.evaluation.evaluate import evaluate
+    from virtualfocus.zstacks.stack import iter_stacks
 
     root = models_root()
     reg = shipped(root)

@@ -23,8 +23,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-from virtualfocus.edge.optics import add_camera_noise
-from virtualfocus.edge.simulate import (
+from virtualfocus.simulation.optics import add_camera_noise
+from virtualfocus.simulation.simulate import (
     SimConfig,
     _init_worker,
     _pool,

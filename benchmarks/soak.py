@@ -32,7 +32,7 @@ def rss_mb() -> float:
 
 
 def frames_for(size: int, n: int = 8) -> list[np.ndarray]:
-    from virtualfocus.edge.simulate import simulate_stack
+    from virtualfocus.simulation.simulate import simulate_stack
 
     st = simulate_stack(11)
     idx = np.linspace(0, len(st) - 1, n).astype(int)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.stack import ZStack
+from virtualfocus.zstacks.stack import ZStack
 
 __all__ = ["PairSampler", "load_pool"]
 
@@ -29,7 +29,7 @@ def load_pool(data: str | os.PathLike[str] | None, *, stacks: int = 16, size: in
         from virtualfocus.export.data import simulated_stacks
 
         return simulated_stacks(stacks, seed=seed, size=size)
-    from virtualfocus.edge.stack import iter_stacks
+    from virtualfocus.zstacks.stack import iter_stacks
 
     folder = Path(data)
     if not folder.is_dir():

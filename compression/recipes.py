@@ -212,7 +212,8 @@ for _f in (32, 16, 12, 8):
     register(DistillRecipe(name=f"pix2pix-dist-f{_f}", student=(("filters", _f),),
                            description=f"{_f} filters in the first layer, thesis table 6.11"))
 register(DistillRecipe(name="pix2pix-dist-k3", student=(("kernel", 3),), description="3×3 kernels, thesis table 6.12"))
-for _f, _lv, _k in ((16, None, 3), (18, 5, 3), (20, 4, 3)):
-    _st: tuple[tuple[str, Any], ...] = (("filters", _f), ("kernel", _k)) + ((("levels", _lv),) if _lv else ())
-    register(DistillRecipe(name=f"pix2pix-dist-f{_f}" + (f"-l{_lv}" if _lv else "") + f"-k{_k}", student=_st,
+_sizes: tuple[tuple[int, int | None, int], ...] = ((16, None, 3), (18, 5, 3), (20, 4, 3))
+for _f, _lv2, _k in _sizes:
+    _st: tuple[tuple[str, Any], ...] = (("filters", _f), ("kernel", _k)) + ((("levels", _lv2),) if _lv2 else ())
+    register(DistillRecipe(name=f"pix2pix-dist-f{_f}" + (f"-l{_lv2}" if _lv2 else "") + f"-k{_k}", student=_st,
                            description="thesis table 6.13/6.14 combination"))

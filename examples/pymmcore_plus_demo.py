@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         from virtualfocus.edge import FocusRuntime
         from virtualfocus.edge.errors import ModelLoadError
         from virtualfocus.edge.integrations.pymmcore import attach
-        from virtualfocus.edge.integrations.simscope import ScopeConfig, SimulatedMicroscope
+        from virtualfocus.simulation.simscope import ScopeConfig, SimulatedMicroscope
     except ImportError as e:
         print(f"error: {e}. Install the extra: pip install 'virtualfocus[mm]'", file=sys.stderr)
         return 2

@@ -1,6 +1,6 @@
 """Fixed simulated data for calibration (INT8) and validation (quality in the manifest).
 
-Stacks come from the project's simulator (``virtualfocus.edge.simulate.simulate_stack``), seeded, so every
+Stacks come from the project's simulator (``virtualfocus.simulation.simulate.simulate_stack``), seeded, so every
 export of a model is measured on the same images.
 """
 
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.stack import ZStack
+from virtualfocus.zstacks.stack import ZStack
 
 __all__ = [
     "Calibration",
@@ -68,11 +68,11 @@ class ValidationSet:
 
 def stack_source() -> str:
     """Where validation and calibration stacks come from."""
-    return "virtualfocus.edge.simulate"
+    return "virtualfocus.simulation.simulate"
 
 
 def _simulated(seed: int, size: int) -> ZStack:
-    from virtualfocus.edge.simulate import SimConfig, simulate_stack
+    from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 
     st = simulate_stack(seed, config=SimConfig(size=size))
     planes = np.asarray(st.planes)

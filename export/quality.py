@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from virtualfocus.edge.metrics import SHARP_BAND_UM
-from virtualfocus.edge.stack import ZStack
+from virtualfocus.zstacks.stack import ZStack
 
 from .data import from_model_output, to_model_input
 from .latency import Runner

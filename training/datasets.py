@@ -1,7 +1,7 @@
 """Training data from z-stacks: (defocused capture(s), sharp plane, focus offset) crops as torch tensors.
 
 Sources (:func:`load_sources`): folders of stacks in the ``edge.stack`` format (read lazily, a bounded cache per
-process), or ``"sim:N[:SIZE[:SEED]]"`` for N stacks simulated into memory with ``virtualfocus.edge.simulate``
+process), or ``"sim:N[:SIZE[:SEED]]"`` for N stacks simulated into memory with ``virtualfocus.simulation.simulate``
 (useful for tests). The validation split is by stack (:func:`split_stacks`), never by plane, so a field seen in
 training never scores validation.
 
@@ -12,7 +12,7 @@ training never scores validation.
   for two-input systems the partner plane ``delta_um`` above it;
 * a ``crop``×``crop`` window, centred near a nucleus when ``meta["nucleus_centres"]`` exists (the thesis cropped
   256×256 around the white cell), else uniform; or, with ``whole_image``, the whole plane resized to the crop;
-* training-only augmentation, identical for input and target: ``virtualfocus.training.realstacks.augment_pair``
+* training-only augmentation, identical for input and target: ``virtualfocus.zstacks.realstacks.augment_pair``
   when the data module provides it, else :func:`basic_augment` (rotation by multiples of 90°, flips, brightness,
   contrast, white balance, saturation).
 
@@ -37,7 +37,7 @@ import torch
 from torch.utils.data import Dataset
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.preprocess import to_unit
-from virtualfocus.edge.stack import ZStack, read_stack
+from virtualfocus.zstacks.stack import ZStack, read_stack
 
 __all__ = [
     "DataSpec",
@@ -167,7 +167,7 @@ def load_sources(sources: Sequence[str | os.PathLike[str]], *, preload_mb: float
     for src in sources:
         s = str(src)
         if s.startswith("sim:"):
-            from virtualfocus.edge.simulate import SimConfig, simulate_stack
+            from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 
             n, size, seed = _parse_sim(s)
             cfg = SimConfig(size=size)
@@ -307,7 +307,7 @@ def basic_augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np
 def _data_augment() -> Callable[..., Any] | None:
     """``realstacks.augment_pair`` from the data module, if it has landed."""
     try:
-        from . import realstacks  # type: ignore[attr-defined]
+        from virtualfocus.zstacks import realstacks
     except ImportError:
         return None
     return getattr(realstacks, "augment_pair", None)

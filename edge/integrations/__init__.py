@@ -1,5 +1,6 @@
 """Capture-triggered integrations: hooks for pymmcore-plus and pycro-manager, a plain-Python stream, two-shot
-fusion, focus-drift telemetry and a simulated microscope.
+fusion and focus-drift telemetry. (The simulated microscope for trying these without hardware is
+:mod:`virtualfocus.simulation.simscope`: instrument software never installs the simulator.)
 
 =====================================  ==========================================================================
 :class:`FrameStream`                   any software: ``push(image, meta)`` → ``on_frame(StreamFrame)`` in order
@@ -7,12 +8,11 @@ fusion, focus-drift telemetry and a simulated microscope.
 :func:`~.pycromanager.image_process_fn`  pycro-manager: ``Acquisition(image_process_fn=image_process_fn(rt))``
 :class:`TwoShotStream`                 pair two captures per field, align, fuse with a two-input model
 :class:`DriftMonitor`                  defocus estimate per frame, drift events, rolling summary
-:class:`~.simscope.SimulatedMicroscope`  a pymmcore-plus core whose camera is the optics simulator
 =====================================  ==========================================================================
 
-Nothing here imports pymmcore-plus, psygnal or useq at import time; ``pymmcore`` imports them when called and
-``simscope`` when imported (``pip install 'virtualfocus[mm]'``). ``attach``, ``Processor``, ``two_shot_engine``,
-``SimulatedMicroscope`` and ``ScopeConfig`` are importable from here too (loaded on first access).
+Nothing here imports pymmcore-plus, psygnal or useq at import time; ``pymmcore`` imports them when called
+(``pip install 'virtualfocus[mm]'``). ``attach``, ``Processor`` and ``two_shot_engine`` are importable from here
+too (loaded on first access).
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ __all__ = [
     "load_two_shot_engine",
 ]
 
-_LAZY = {"attach": ".pymmcore", "Processor": ".pymmcore", "two_shot_engine": ".pymmcore",
-         "SimulatedMicroscope": ".simscope", "ScopeConfig": ".simscope"}
+_LAZY = {"attach": ".pymmcore", "Processor": ".pymmcore", "two_shot_engine": ".pymmcore"}
 
 
 def __getattr__(name: str) -> Any:

@@ -42,8 +42,9 @@ from ..events import Event, EventBus
 from ..metrics import focus_measure
 
 if TYPE_CHECKING:
+    from virtualfocus.zstacks.stack import ZStack
+
     from ..runtime import FocusRuntime
-    from ..stack import ZStack
 
 __all__ = [
     "DEFAULT_TRUSTED_UM",

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from virtualfocus.edge.defocus import FocusGainCalibration
-from virtualfocus.edge.evaluate import evaluate
-from virtualfocus.edge.simulate import SimConfig, simulate_stack
+from virtualfocus.evaluation.evaluate import evaluate
+from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from virtualfocus.edge.simulate import SimConfig, simulate_stack
-from virtualfocus.edge.stack import write_stack
+from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 from virtualfocus.training.cli import main as train
+from virtualfocus.zstacks.stack import write_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = ["--crop", "32", "--workers", "0", "--no-progress", "--set", "log_every=1", "--set", "threads=2",

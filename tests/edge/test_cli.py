@@ -7,7 +7,7 @@ import json
 import cv2
 import numpy as np
 import pytest
-from virtualfocus.edge.cli import main
+from virtualfocus.cli import main
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.imageio import read_image, write_image_atomic
 

@@ -39,7 +39,7 @@ def test_folder_layout_and_manifest(defocus_exported: Path):
     for key in ("onnxruntime/fp32", "openvino/fp32"):
         q = m.quality[key]
         assert 0 <= q["accuracy"] <= 1 and q["mae_um"] >= 0 and q["n"] == 14  # one 96×96 stack, 14 levels
-    assert m.quality["validation"]["source"] == "virtualfocus.edge.simulate"
+    assert m.quality["validation"]["source"] == "virtualfocus.simulation.simulate"
     assert m.params > 0 and m.gflops_360 > 0 and m.compression["crops_per_estimate_360"] == 5
     assert not [p for p in defocus_exported.parent.iterdir() if p.name.startswith(".")]  # no temp folder left
 

@@ -17,8 +17,8 @@ def _few_threads() -> None:
 @pytest.fixture(scope="session")
 def sim_stacks(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Four 96×96 simulated stacks in the edge.stack format (seeded)."""
-    from virtualfocus.edge.simulate import SimConfig, simulate_stack
-    from virtualfocus.edge.stack import write_stack
+    from virtualfocus.simulation.simulate import SimConfig, simulate_stack
+    from virtualfocus.zstacks.stack import write_stack
 
     root = tmp_path_factory.mktemp("stacks")
     cfg = SimConfig(size=96)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from virtualfocus.edge import FocusRuntime
-from virtualfocus.edge.simulate import make_field
+from virtualfocus.simulation.simulate import make_field
 
 from tests.edge.helpers import make_model_folder, make_two_input_model_folder
 

@@ -13,7 +13,7 @@ useq = pytest.importorskip("useq")
 
 from virtualfocus.edge.integrations import StreamFrame  # noqa: E402
 from virtualfocus.edge.integrations.pymmcore import attach, two_shot_engine  # noqa: E402
-from virtualfocus.edge.integrations.simscope import ScopeConfig, SimulatedMicroscope  # noqa: E402
+from virtualfocus.simulation.simscope import ScopeConfig, SimulatedMicroscope  # noqa: E402
 
 from tests.edge.integrations.conftest import SIZE  # noqa: E402
 

@@ -25,8 +25,8 @@ from virtualfocus.edge.integrations import (
 from virtualfocus.edge.manifest import Manifest
 from virtualfocus.edge.metrics import brenner
 from virtualfocus.edge.runtime import FrameStatus
-from virtualfocus.edge.simulate import make_field
-from virtualfocus.edge.stack import ZStack
+from virtualfocus.simulation.simulate import make_field
+from virtualfocus.zstacks.stack import ZStack
 
 from tests.edge.helpers import make_model_folder, make_two_input_model_folder
 from tests.edge.integrations.conftest import SIZE, capture

@@ -8,9 +8,16 @@ import numpy as np
 import pytest
 from virtualfocus.edge import metrics
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.optics import Camera
-from virtualfocus.edge.simulate import SimConfig, SmearField, main, make_field, render_field, simulate_stack
-from virtualfocus.edge.stack import read_stack
+from virtualfocus.simulation.optics import Camera
+from virtualfocus.simulation.simulate import (
+    SimConfig,
+    SmearField,
+    main,
+    make_field,
+    render_field,
+    simulate_stack,
+)
+from virtualfocus.zstacks.stack import read_stack
 
 SMALL = SimConfig(size=128)
 
@@ -142,8 +149,8 @@ def test_default_canvas_is_fft_friendly_and_larger_than_the_field() -> None:
 
 
 def test_fused_captures_match_intensity_then_noise() -> None:
-    from virtualfocus.edge.optics import add_camera_noise, motion_otf
-    from virtualfocus.edge.simulate import _quantize
+    from virtualfocus.simulation.optics import add_camera_noise, motion_otf
+    from virtualfocus.simulation.simulate import _quantize
 
     field = make_field(np.random.default_rng(7), SimConfig(size=96))
     offsets, exposure = [-0.6, 0.0, 0.4], [0.98, 1.0, 1.02]
@@ -173,7 +180,7 @@ def test_fused_captures_match_intensity_then_noise() -> None:
 
 
 def test_sharpest_plane_resolves_ties_like_metrics() -> None:
-    from virtualfocus.edge.simulate import _sharpest_plane
+    from virtualfocus.simulation.simulate import _sharpest_plane
 
     s = simulate_stack(4, config=SimConfig(size=64))
     planes = np.concatenate([s.planes, s.planes[s.sharp_index : s.sharp_index + 1]])  # an exact tie, last

@@ -26,8 +26,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-
-from .errors import InputError
+from virtualfocus.edge.errors import InputError
 
 __all__ = ["ZStack", "iter_stacks", "read_stack", "write_stack"]
 

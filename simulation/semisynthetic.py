@@ -9,8 +9,8 @@ A real sharp field supplies the staining and texture a simulator cannot; the pro
 3. every cell gets a depth — red cells around the red-cell layer, white cells higher and their nuclei higher
    still, platelets near the glass — and ``A`` is split into depth layers with feathered masks, so that the
    layers sum exactly to the real image at focus;
-4. the layered field is rendered with :mod:`virtualfocus.edge.optics` exactly like simulated fields
-   (:func:`virtualfocus.edge.simulate.capture_stack`: pupil PSFs, chromatic shift, flicker, camera noise).
+4. the layered field is rendered with :mod:`virtualfocus.simulation.optics` exactly like simulated fields
+   (:func:`virtualfocus.simulation.simulate.capture_stack`: pupil PSFs, chromatic shift, flicker, camera noise).
 
 ``virtualfocus semisynth --images DIR --out DIR --seed S`` turns a folder of images into stacks.
 """
@@ -28,9 +28,9 @@ from typing import Any
 import cv2
 import numpy as np
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.optics import fast_len
-from virtualfocus.edge.simulate import SimConfig, SmearField, capture_stack, focus_frame
-from virtualfocus.edge.stack import ZStack, write_stack
+from virtualfocus.simulation.optics import fast_len
+from virtualfocus.simulation.simulate import SimConfig, SmearField, capture_stack, focus_frame
+from virtualfocus.zstacks.stack import ZStack, write_stack
 
 __all__ = ["Segmentation", "main", "segment_cells", "semisynthetic_stack", "semisynthetic_stacks"]
 
@@ -62,7 +62,7 @@ class Segmentation:
     def nucleus_centres(self) -> list[list[int]]:
         """``[[y, x], ...]`` of nucleus blobs, largest first."""
         n, _, stats, cents = cv2.connectedComponentsWithStats(self.nucleus.astype(np.uint8), connectivity=8)
-        order = np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1 if n > 1 else []
+        order: list[int] = (np.argsort(-stats[1:, cv2.CC_STAT_AREA]) + 1).tolist() if n > 1 else []
         return [[round(cents[k][1]), round(cents[k][0])] for k in order if stats[k, cv2.CC_STAT_AREA] >= 30]
 
 
@@ -209,7 +209,7 @@ def semisynthetic_stack(
     seed : int
         Seeds crop position, cell depths, focus error and noise.
     config : SimConfig, optional
-        Optics, camera, stack geometry (as for :func:`virtualfocus.edge.simulate.simulate_stack`).
+        Optics, camera, stack geometry (as for :func:`virtualfocus.simulation.simulate.simulate_stack`).
     source_pixel_um : float
         Pixel size of ``image`` in µm; it is resampled to ``config.optics.pixel_um`` (chula-rbc12 ≈ 0.2).
     name, source : str

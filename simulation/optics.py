@@ -27,7 +27,7 @@ ones); an incoherent system passes no frequency above ``2·NA_eff/λ``, so only 
 accumulated; and OpenCV's real DFT (even, 13-smooth canvas sizes, see :func:`canvas_len`) does the transforms.
 Camera noise (:func:`add_camera_noise`) is Poisson in electrons, in its normal approximation above 20 e⁻.
 
-Offsets are in µm with the thesis's sign convention as stored in :class:`~virtualfocus.edge.stack.ZStack`.
+Offsets are in µm with the thesis's sign convention as stored in :class:`~virtualfocus.zstacks.stack.ZStack`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,7 @@ from threading import Lock
 import cv2
 import numpy as np
 from numpy.typing import ArrayLike
-
-from .errors import InputError
+from virtualfocus.edge.errors import InputError
 
 __all__ = [
     "CHANNEL_NAMES",

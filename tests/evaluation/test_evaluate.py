@@ -8,11 +8,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from virtualfocus.edge import baselines as B
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.evaluate import evaluate, main, write_report
-from virtualfocus.edge.simulate import SimConfig, simulate_stack
-from virtualfocus.edge.stack import ZStack, write_stack
+from virtualfocus.evaluation import baselines as B
+from virtualfocus.evaluation.evaluate import evaluate, main, write_report
+from virtualfocus.simulation.simulate import SimConfig, simulate_stack
+from virtualfocus.zstacks.stack import ZStack, write_stack
 
 TINY = SimConfig(size=64)
 

@@ -14,7 +14,7 @@ holds:
 
 Example
 -------
->>> from virtualfocus.edge.simulate import simulate_stack
+>>> from virtualfocus.simulation.simulate import simulate_stack
 >>> result = evaluate(lambda x: x, [simulate_stack(s) for s in range(3)], name="identity")
 >>> write_report(result, "report")  # doctest: +SKIP
 """
@@ -35,10 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from . import metrics as M
-from .errors import InputError, VirtualFocusError
-from .stack import ZStack, read_stack
+from virtualfocus.edge import metrics as M
+from virtualfocus.edge.errors import InputError, VirtualFocusError
+from virtualfocus.zstacks.stack import ZStack, read_stack
 
 __all__ = ["EvaluationResult", "evaluate", "main", "write_report"]
 
@@ -665,14 +664,14 @@ def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, 
     """(restore function, method name, partner offset in µm for two-shot models or None)."""
     if model == "identity":
         return (lambda x: x), "identity", None
-    from .models import resolve_model
-    from .runtime import FocusRuntime  # lazy: the runtime pulls in OpenVINO / ONNX Runtime
+    from virtualfocus.edge.models import resolve_model
+    from virtualfocus.edge.runtime import FocusRuntime  # lazy: the runtime pulls in OpenVINO / ONNX Runtime
 
     name = Path(model).name or model
     src = resolve_model(model)
     if src.manifest.input.inputs == 2:
         # Pairs go through the runtime's two-shot fuser, as instrument software sends them.
-        from .integrations.twoshot import TwoShotConfig, TwoShotFuser, load_two_shot_engine
+        from virtualfocus.edge.integrations.twoshot import TwoShotConfig, TwoShotFuser, load_two_shot_engine
 
         engine = load_two_shot_engine(model)
         fuser = TwoShotFuser(FocusRuntime.load(budget_ms=1e9), engine,

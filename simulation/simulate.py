@@ -6,7 +6,7 @@ monocyte, eosinophil or basophil; lobed/round nuclei with chromatin texture and 
 than the red cells, and platelets, in May-Grünwald-Giemsa-like colours with per-field stain variation. Captures
 at any focus offset are rendered with the layered pupil-function optics of :mod:`.optics` plus camera noise.
 
-:func:`simulate_stack` makes one labelled :class:`~virtualfocus.edge.stack.ZStack` (17 planes at 0.2 µm over
+:func:`simulate_stack` makes one labelled :class:`~virtualfocus.zstacks.stack.ZStack` (17 planes at 0.2 µm over
 −1.6 … +1.6 µm by default, ground truth = highest focus measure, re-centred to 0 µm). ``virtualfocus simulate``
 writes many of them in parallel (``--workers``, one process per core; ≥ 20 stacks/s of 401×401×17 on 2 cores, see
 ``benchmarks/simulator.py``). A stack depends only on its seed and config, never on the number of workers.
@@ -36,8 +36,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from virtualfocus.edge.errors import InputError
+from virtualfocus.zstacks.stack import ZStack
 
-from .errors import InputError
 from .optics import (
     Camera,
     Optics,
@@ -50,7 +51,6 @@ from .optics import (
     render_bands,
     render_captures,
 )
-from .stack import ZStack
 
 __all__ = [
     "WBC_TYPES",
@@ -340,7 +340,7 @@ class SmearField:
         """Noisy captures ``(Z, H, W, 3)`` in the camera's dtype, rendered and noised in the CPU cache (fast path).
 
         The same optics and noise model as ``add_camera_noise(intensity(...))`` (:meth:`render_planes`), fused
-        so the float intensity stack is never stored (:func:`~virtualfocus.edge.optics.render_captures`); the
+        so the float intensity stack is never stored (:func:`~virtualfocus.simulation.optics.render_captures`); the
         noise is drawn in another order from ``rng``. ``motion_planes`` (``(Z,)`` bool) limits ``motion`` to some
         planes. A field with a focus map goes through :meth:`intensity` and :func:`add_camera_noise`.
         """
@@ -392,11 +392,11 @@ class SmearField:
         rng : numpy.random.Generator, optional
             Source of camera noise; required when ``noise`` is true.
         camera : Camera, optional
-            Defaults to an 8-bit :class:`~virtualfocus.edge.optics.Camera`.
+            Defaults to an 8-bit :class:`~virtualfocus.simulation.optics.Camera`.
         noise : bool
             Without noise the intensity is quantised directly.
         motion : np.ndarray, optional
-            Extra transfer function (:func:`~virtualfocus.edge.optics.motion_otf` on the canvas grid).
+            Extra transfer function (:func:`~virtualfocus.simulation.optics.motion_otf` on the canvas grid).
         """
         camera = camera or Camera()
         inten = self.intensity(offsets_um, motion=motion)
@@ -945,7 +945,7 @@ def make_field(
 
 # ---------------------------------------------------------------------------------------------------- stacks
 def _focus_measure_green(planes: np.ndarray) -> np.ndarray:
-    from .metrics import focus_measure
+    from virtualfocus.edge.metrics import focus_measure
 
     return np.array([focus_measure(p) for p in planes])
 
@@ -957,7 +957,7 @@ def _sharpest_plane(planes: np.ndarray) -> int:
     the squares in double precision with OpenCV (no float64 copies); planes within 1e-6 of the best are then
     re-scored exactly, so near-ties resolve exactly as :func:`.metrics.ground_truth_index` does.
     """
-    from .metrics import _responses, focus_measure, to_255
+    from virtualfocus.edge.metrics import _responses, focus_measure, to_255
 
     scores = []
     for p in planes:
@@ -1128,7 +1128,7 @@ def _pool(workers: int) -> Any:
 
 
 def _worker(args: tuple[int, int, str, SimConfig]) -> tuple[str, float]:
-    from .stack import write_stack
+    from virtualfocus.zstacks.stack import write_stack
 
     index, seed, out, cfg = args
     t0 = time.perf_counter()

@@ -19,9 +19,8 @@ from typing import Any
 
 import cv2
 import numpy as np
-
-from .imageio import write_image_atomic
-from .manifest import write_json_atomic
+from virtualfocus.edge.imageio import write_image_atomic
+from virtualfocus.edge.manifest import write_json_atomic
 
 __all__ = ["run_demo"]
 
@@ -45,9 +44,9 @@ def _panel(rows: list[tuple[str, np.ndarray, np.ndarray]], gt: np.ndarray) -> np
 
 def run_demo(out: Path, *, model: str | None = None, backend: str | None = None, seed: int = 2026) -> int:
     """Run the demo into ``out``; returns a process exit code."""
-    from . import metrics
-    from .runtime import FocusRuntime
-    from .simulate import simulate_stack
+    from virtualfocus.edge import metrics
+    from virtualfocus.edge.runtime import FocusRuntime
+    from virtualfocus.simulation.simulate import simulate_stack
 
     out = Path(out)
     (out / "input").mkdir(parents=True, exist_ok=True)

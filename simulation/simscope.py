@@ -2,7 +2,7 @@
 
 pymmcore-plus 0.18's ``UniMMCore`` accepts pure-Python devices next to (or instead of) C++ device adapters. This
 module loads four of them — a camera, a focus (Z) stage, an XY stage and a lamp shutter — whose camera renders
-each snap with :class:`~virtualfocus.edge.simulate.SmearField` at the true defocus of the moment::
+each snap with :class:`~virtualfocus.simulation.simulate.SmearField` at the true defocus of the moment::
 
     defocus_um = z_stage − z_focus(x, y, frame, t)
     z_focus    = focus_um + tilt · (x, y) + field_jitter(field) + drift_um_per_frame · frame + drift_um_per_s · t
@@ -36,10 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from virtualfocus.edge.errors import InputError
 
-from ..errors import InputError
-from ..optics import Camera, add_camera_noise
-from ..simulate import SimConfig, SmearField, make_field
+from .optics import Camera, add_camera_noise
+from .simulate import SimConfig, SmearField, make_field
 
 try:
     from pymmcore_plus.experimental.unicore import (
@@ -51,7 +51,7 @@ try:
     )
     from pymmcore_plus.mda import MDAEngine
 except ImportError as e:  # pragma: no cover - exercised only without the extra
-    raise ImportError("virtualfocus.edge.integrations.simscope needs pymmcore-plus ≥ 0.18: "
+    raise ImportError("virtualfocus.simulation.simscope needs pymmcore-plus ≥ 0.18: "
                       "pip install 'virtualfocus[mm]'") from e
 
 __all__ = ["FAULTS", "Capture", "ScopeConfig", "SimulatedMicroscope"]
@@ -81,7 +81,7 @@ class ScopeConfig:
     drift_um_per_frame, drift_um_per_s : float
         Focus drift (thermal, mechanical) by captured frame and by wall-clock second.
     noise : bool
-        Camera noise (shot + read noise of :class:`~virtualfocus.edge.optics.Camera`).
+        Camera noise (shot + read noise of :class:`~virtualfocus.simulation.optics.Camera`).
     camera : Camera
         Bit depth and noise; 12/16-bit cameras give uint16 frames.
     z_quantum_um : float

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-
-from .errors import InputError
-from .stack import ZStack
+from virtualfocus.edge.errors import InputError
+from virtualfocus.zstacks.stack import ZStack
 
 __all__ = [
     "TunedBaseline",
@@ -118,7 +117,7 @@ def _validation_pairs(stacks: Iterable[ZStack], max_planes: int) -> list[tuple[n
 
 
 def _score(fn: Restore, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> float:
-    from .metrics import mse
+    from virtualfocus.edge.metrics import mse
 
     return float(np.mean([mse(y, fn(x)) for x, y in pairs]))
 

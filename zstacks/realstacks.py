@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from virtualfocus.edge import metrics as M
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.stack import ZStack, read_stack
+from virtualfocus.zstacks.stack import ZStack, read_stack
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -101,7 +101,7 @@ def load_stack(path: str | os.PathLike[str], *, step_um: float = 0.2, name: str 
     path : path
         A folder (every image in it is one plane, sorted by file name — or by offset when every name holds one,
         such as ``z-0.4um.png``), or a multi-page TIFF (pages = planes, in order). A TIFF with a
-        JSON sidecar written by :func:`virtualfocus.edge.stack.write_stack` is read with its labels.
+        JSON sidecar written by :func:`virtualfocus.zstacks.stack.write_stack` is read with its labels.
     step_um : float
         Plane spacing when the offsets are not in the file names (default 0.2 µm, the thesis's).
     name : str, optional
@@ -279,7 +279,7 @@ def align_stack(stack: ZStack, *, upsample: int = 20, max_shift_px: float | None
 
 def _shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
     h, w = img.shape[:2]
-    mat = np.float32([[1, 0, dx], [0, 1, dy]])
+    mat = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
     return cv2.warpAffine(img, mat, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
 
 

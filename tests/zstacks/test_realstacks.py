@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.simulate import SimConfig, simulate_stack
-from virtualfocus.edge.stack import ZStack
-from virtualfocus.training import realstacks as R
+from virtualfocus.simulation.simulate import SimConfig, simulate_stack
+from virtualfocus.zstacks import realstacks as R
+from virtualfocus.zstacks.stack import ZStack
 
 
 @pytest.fixture(scope="module")

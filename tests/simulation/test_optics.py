@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.optics import (
+from virtualfocus.simulation.optics import (
     Camera,
     Optics,
     absorbed_bands,
@@ -155,7 +155,7 @@ def _reference_render(
     layers: np.ndarray, depths: np.ndarray, offsets: np.ndarray, optics: Optics, extra=None
 ):
     """Straightforward float64 layered rendering: full complex OTFs, numpy FFTs (the original algorithm)."""
-    from virtualfocus.edge.optics import _psf_full
+    from virtualfocus.simulation.optics import _psf_full
 
     h, w = layers.shape[1:3]
     spectra = np.fft.rfft2(np.moveaxis(layers.astype(np.float64), -1, 1), axes=(-2, -1))
@@ -214,7 +214,7 @@ def test_render_layers_extra_transfer_functions() -> None:
 
 
 def test_otf_is_real_and_zero_outside_its_pass_band() -> None:
-    from virtualfocus.edge.optics import _psf_full
+    from virtualfocus.simulation.optics import _psf_full
 
     o = Optics()
     shape = (72, 90)
