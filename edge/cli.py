@@ -9,11 +9,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from .errors import VirtualFocusError
 
@@ -23,83 +20,86 @@ __all__ = ["cmd_models", "cmd_restore"]
 # -- restore ---------------------------------------------------------------------------------------------------
 
 
-def _expand_inputs(items: Sequence[str]) -> list[Path]:
-    from .imageio import READ_EXTENSIONS
-
-    out: list[Path] = []
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            out += sorted(q for q in p.iterdir() if q.suffix.lower() in READ_EXTENSIONS and q.is_file())
-        else:
-            out.append(p)
-    return out
+def _untrusted_line(path: str, plane: int, planes: int, res: Any, lo: float, hi: float) -> str:
+    """A warning that says what was compared: a signed estimate against the range, a magnitude against the bound
+    it exceeded (an unsigned estimate is compared with the nearer bound, see ``in_trusted_range``)."""
+    where = f"{path}" + (f" plane {plane}" if planes > 1 else "")
+    variant = res.variant
+    d = res.defocus_um
+    if d is None:
+        return f"warning: {where}: outside {variant}'s trusted defocus range; restored, but do not rely on the output"
+    if res.signed:
+        what = f"estimated defocus {d:+.2f} µm is outside {variant}'s trusted range {lo:+.1f}…{hi:+.1f} µm"
+    else:
+        bound = min(abs(lo), abs(hi))
+        what = (f"estimated defocus magnitude {abs(d):.2f} µm (sign unknown) exceeds {bound:.1f} µm, the nearer "
+                f"bound of {variant}'s trusted range {lo:+.1f}…{hi:+.1f} µm")
+    return f"warning: {where}: {what}; restored, but do not rely on the output"
 
 
 def cmd_restore(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="virtualfocus restore", description="Restore defocused captures.")
-    ap.add_argument("inputs", nargs="+", help="image files (PNG/TIFF/JPEG/BMP) or folders of them")
-    ap.add_argument("--out", required=True, help="output folder; each result keeps its file name")
+    ap = argparse.ArgumentParser(
+        prog="virtualfocus restore",
+        description="Restore defocused captures: image files, folders, glob patterns, and multi-page TIFF / OME-TIFF "
+                    "z-stacks and time series (restored plane by plane into the same layout).")
+    ap.add_argument("inputs", nargs="+", help="image files (PNG/TIFF/JPEG/BMP), folders of them, or glob patterns")
+    ap.add_argument("--out", required=True, help="output folder; each result keeps its file name (and a folder "
+                                                 "input's relative paths)")
+    ap.add_argument("--recursive", action="store_true", help="also restore images in sub-folders of folder inputs")
+    ap.add_argument("--skip-existing", action="store_true", help="leave outputs that already exist alone (resume)")
     ap.add_argument("--model", default=None, help="shipped variant name, model folder or .xml/.onnx (default: shipped default)")
     ap.add_argument("--backend", choices=["openvino", "onnxruntime"], default=None)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--budget-ms", type=float, default=1e9,
+    ap.add_argument("--budget-ms", type=float, default=None,
                     help="latency budget for the guard (default: none, batch restoration never steps down)")
     ap.add_argument("--json", dest="json_path", default=None, help="also write per-file results as JSON here")
     ap.add_argument("--defocus-estimator", default="auto", metavar="auto|none|PATH",
                     help="flag captures outside the model's trusted defocus range with this focus-distance classifier "
                          "(default auto: the shipped one, if any; none: off)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (none is shown when piped anyway)")
     args = ap.parse_args(argv)
 
-    from .imageio import read_image, write_image_atomic
+    from .batch import discover, restore_batch
     from .runtime import FocusRuntime
 
-    files = _expand_inputs(args.inputs)
-    if not files:
+    out_dir = Path(args.out)
+    items = discover(args.inputs, out_dir, recursive=args.recursive)
+    if not items:
         print("virtualfocus restore: no input images found", file=sys.stderr)
         return 1
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    for it in items:
+        if it.dst.resolve() == it.src.resolve():
+            raise VirtualFocusError(f"{it.src}: output would overwrite the input; choose another --out folder")
     estimator = None if args.defocus_estimator.lower() == "none" else args.defocus_estimator
-    rt = FocusRuntime.load(args.model, backend=args.backend, budget_ms=args.budget_ms, threads=args.threads,
+    budget = 1e9 if args.budget_ms is None else args.budget_ms
+    rt = FocusRuntime.load(args.model, backend=args.backend, budget_ms=budget, threads=args.threads,
                            ladder=False, defocus_estimator=estimator)
-    print(f"model: {rt.load_report}")
-    results: list[dict[str, Any]] = []
-    failed, untrusted, latencies = 0, 0, []
-    for f in files:
-        target = out_dir / f.name
-        try:
-            if target.resolve() == f.resolve():
-                raise VirtualFocusError(f"{f}: output would overwrite the input; choose another --out folder")
-            img = read_image(f)
-            frame = rt.restore(img)
-            write_image_atomic(target, frame.image)
-        except VirtualFocusError as e:
-            failed += 1
-            print(f"error: {e}", file=sys.stderr)
-            results.append({"input": str(f), "ok": False, "error": str(e)})
-            continue
-        latencies.append(frame.latency_ms)
-        if frame.trusted is False:
-            untrusted += 1
-            lo, hi = rt.trusted_range(next((e for e in rt.engines if e is not None and e.name == frame.variant), None))
-            print(f"warning: {f}: estimated defocus {frame.defocus_um:+.2f} µm is outside {frame.variant}'s trusted range "
-                  f"{lo:+.1f}…{hi:+.1f} µm; restored, but do not rely on the output", file=sys.stderr)
-        results.append({"input": str(f), "output": str(target), "ok": True, "status": frame.status.value,
-                        "latency_ms": round(frame.latency_ms, 3), "variant": frame.variant,
-                        "defocus_um": None if frame.defocus_um is None else round(frame.defocus_um, 4),
-                        "trusted": frame.trusted})
-    rt.close()
-    ok = len(files) - failed
-    lat = f"; latency p50 {np.percentile(latencies, 50):.1f} ms, max {max(latencies):.1f} ms" if latencies else ""
-    flagged = f", {untrusted} outside the trusted defocus range" if untrusted else ""
-    print(f"restored {ok} of {len(files)} file(s) into {out_dir}" + (f", {failed} failed" if failed else "") + flagged
-          + lat)
+    try:
+        print(f"model: {rt.load_report}")
+        variants = {e.name: e for e in rt.engines if e is not None}
+
+        def warn(item: Any, k: int, n: int, res: Any) -> None:
+            if res.trusted is False:
+                lo, hi = rt.trusted_range(variants.get(res.variant))
+                print(_untrusted_line(str(item.src), k, n, res, lo, hi), file=sys.stderr)
+
+        summary = restore_batch(rt, items, skip_existing=args.skip_existing,
+                                progress=False if args.no_progress else None, on_plane=warn)
+    finally:
+        rt.close()
+    print(f"{summary.line()} into {out_dir}")
     if args.json_path:
         from .manifest import write_json_atomic
 
-        write_json_atomic(Path(args.json_path), {"results": results})
-    return 1 if failed else 0
+        write_json_atomic(Path(args.json_path), {"results": summary.results, "summary": {
+            "files": summary.files, "done": summary.files_done, "failed": summary.files_failed,
+            "skipped": summary.files_skipped, "images": summary.planes, "in_focus": summary.in_focus,
+            "untrusted": summary.untrusted, "wall_s": round(summary.wall_s, 3)}})
+    if summary.interrupted:
+        print(f"virtualfocus restore: stopped by a signal after {summary.files_done} of {summary.files} file(s); "
+              "no partial files were written (rerun with --skip-existing to continue)", file=sys.stderr)
+        return 143
+    return 1 if summary.files_failed else 0
 
 
 # -- models ----------------------------------------------------------------------------------------------------

@@ -75,7 +75,22 @@ run() {
       train pix2pix-dist-paper pix2pix-dist --no-progress --steps 1000000 --set threads=2 --set workers=1 \
         --set distance_classifier=runs/vf-focus-distance --set offset_range_um=-1.6,1.6 --set patience=0 \
         --set val_every=100 --set max_minutes="$(minutes 50)" ;;
-    *) echo "unknown model '$1'; expected focus-distance, quality, quality-extend, twoshot, fast or paper" >&2; exit 2 ;;
+    nafnet)  # the full model on randomized microscopes (data/rand-train from make-training-data.sh): NAFNet-style,
+             # 16 channels; resumes from training-runs/nafnet-w16 when present (scripts/save-training.sh saves it)
+      local out=runs/nafnet-w16
+      if [[ ! -f $out/config.json && -f training-runs/nafnet-w16/last.pt ]]; then
+        mkdir -p "$out/checkpoints" && cp training-runs/nafnet-w16/{config.json,log.csv} "$out/"
+        cp training-runs/nafnet-w16/*.pt "$out/checkpoints/"
+      fi
+      if [[ -f $out/config.json ]]; then
+        "$VF" train nafnet-w16 --out "$out" --resume --no-progress --set max_minutes="$(minutes 110)" 2>&1 | tee -a "$out.log"
+      else
+        "$VF" train nafnet-w16 --data "${RAND_DATA:-data/rand-train}" --out "$out" --no-progress --steps 1000000 \
+          --set threads=2 --set workers=1 --set lr_schedule=cosine --set lr_final=0.05 --set warmup_steps=200 \
+          --set patience=0 --set val_every=500 --set save_every=250 --set val_fraction=0.06 \
+          --set offset_range_um=-100,100 --set max_minutes="$(minutes 110)" 2>&1 | tee "$out.log"
+      fi ;;
+    *) echo "unknown model '$1'; expected focus-distance, quality, quality-extend, twoshot, fast, paper or nafnet" >&2; exit 2 ;;
   esac
 }
 

@@ -30,7 +30,9 @@ __all__ = [
     "FeatureLoss",
     "bce_d_loss",
     "bce_g_loss",
+    "charbonnier_loss",
     "dfeat_distance",
+    "fft_l1_loss",
     "focus_measure",
     "focus_responses",
     "fpw_loss",
@@ -55,6 +57,22 @@ def l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 def mse_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error."""
     return F.mse_loss(pred, target)
+
+
+def charbonnier_loss(pred: torch.Tensor, target: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Charbonnier (smooth L1) loss ``mean(sqrt((p − t)² + ε²))``: L1's robustness without its kink at 0."""
+    return torch.sqrt((pred - target) ** 2 + eps * eps).mean()
+
+
+def fft_l1_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """L1 between the amplitude spectra of ``pred`` and ``target`` (per channel, orthonormal 2-D real FFT).
+
+    Pixel losses under-weight the high frequencies that defocus removes; matching the spectrum amplitude asks for
+    them back without asking for a particular phase, i.e. without inventing where the detail sits.
+    """
+    fp = torch.fft.rfft2(pred.float(), norm="ortho").abs()
+    ft = torch.fft.rfft2(target.float(), norm="ortho").abs()
+    return (fp - ft).abs().mean()
 
 
 def _green_255(x: torch.Tensor) -> torch.Tensor:

@@ -61,6 +61,7 @@ __all__ = [
     "FocusDistanceSpec",
     "FuseGANSpec",
     "ModelSpec",
+    "NAFNetSpec",
     "PANSpec",
     "Pix2PixSpec",
     "RestorationSpec",
@@ -72,7 +73,7 @@ __all__ = [
 ]
 
 ADVERSARIAL = ("none", "bce", "wgan-gp")
-PIXEL_LOSSES = ("l1", "mse")
+PIXEL_LOSSES = ("l1", "mse", "charbonnier")
 THESIS_OFFSETS_UM: tuple[float, ...] = tuple(round(-1.4 + 0.2 * i, 1) for i in range(14))
 _NORMS = ("batch", "instance", "none")  # == nets.NORMS (kept here so the registry never imports torch)
 _DECODERS = ("transpose", "resize-conv", "pixelshuffle")  # == nets.DECODERS
@@ -154,7 +155,9 @@ class RestorationSpec(ModelSpec):
         What the input is: a defocused plane of the stack, or the sharp plane with synthetic motion blur
         (DBMID's DL_motion, lengths ``motion_lengths`` px horizontally or vertically).
     pixel_loss, lambda_pixel
-        Pixel loss ("l1" or "mse") and its weight (thesis λ_L1 = 10).
+        Pixel loss ("l1", "mse" or "charbonnier") and its weight (thesis λ_L1 = 10).
+    lambda_fft : float
+        Weight of the L1 loss between amplitude spectra (:func:`~.losses.fft_l1_loss`); 0 = off.
     lambda_distance, distance_layer, distance_classifier
         Distance loss (thesis §6.3.3): L1 between layer ``distance_layer`` features of a frozen focus-distance
         classifier; ``distance_classifier`` is its run directory (train ``focus-distance-classifier`` first), or
@@ -194,6 +197,7 @@ class RestorationSpec(ModelSpec):
     distance_layer: int = 3
     distance_classifier: str | None = None
     lambda_focus: float = 0.0
+    lambda_fft: float = 0.0
     lambda_perceptual: float = 0.0
     perceptual_layer: int = 3
     perceptual_network: str | None = None
@@ -221,7 +225,7 @@ class RestorationSpec(ModelSpec):
         if self.d_steps < 1 or self.d_every < 1:
             raise InputError(f"{self.name}: d_steps={self.d_steps}, d_every={self.d_every}; both must be ≥ 1")
         _positive(self, lambda_pixel=self.lambda_pixel, lambda_distance=self.lambda_distance,
-                  lambda_focus=self.lambda_focus, lambda_perceptual=self.lambda_perceptual,
+                  lambda_focus=self.lambda_focus, lambda_fft=self.lambda_fft, lambda_perceptual=self.lambda_perceptual,
                   lambda_gp=self.lambda_gp, lambda_adv_g=self.lambda_adv_g, lambda_adv_d=self.lambda_adv_d,
                   d_lr_scale=self.d_lr_scale, delta_um=self.delta_um)
         if self.lambda_distance > 0 and self.distance_layer < 1:
@@ -523,6 +527,38 @@ class FuseGANSpec(RestorationSpec):
 
 
 @dataclass(frozen=True, kw_only=True)
+class NAFNetSpec(RestorationSpec):
+    """NAFNet-style restorer: :class:`~virtualfocus.training.nets.nafnet.NAFNet` (residual U-net of NAF blocks).
+
+    ``width`` channels at full resolution, ``enc_blocks`` / ``dec_blocks`` NAF blocks per level and
+    ``middle_blocks`` at the bottom; the network adds its output to the capture.
+    """
+
+    width: int = 16
+    enc_blocks: tuple[int, ...] = (1, 1, 2)
+    middle_blocks: int = 2
+    dec_blocks: tuple[int, ...] = (1, 1, 1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.inputs != 1:
+            raise InputError(f"{self.name}: inputs={self.inputs}; the NAFNet restorer takes one capture")
+        if self.width < 4 or len(self.enc_blocks) != len(self.dec_blocks) or not self.enc_blocks:
+            raise InputError(f"{self.name}: width={self.width}, enc_blocks={self.enc_blocks}, "
+                             f"dec_blocks={self.dec_blocks}; expected width ≥ 4 and equal, non-empty block lists")
+
+    @property
+    def pad_multiple(self) -> int:
+        return 2 ** len(self.enc_blocks)
+
+    def build(self) -> nn.Module:
+        from .nets.nafnet import NAFNet
+
+        return NAFNet(in_channels=self.in_channels, width=self.width, enc_blocks=tuple(self.enc_blocks),
+                      middle_blocks=self.middle_blocks, dec_blocks=tuple(self.dec_blocks))
+
+
+@dataclass(frozen=True, kw_only=True)
 class ClassifierSpec(ModelSpec):
     """A convolutional classifier (:class:`~virtualfocus.training.nets.classifiers.ConvClassifier`).
 
@@ -746,3 +782,13 @@ register(FuseGANSpec(name="fusegan", inputs=2, adversarial="bce", pixel_loss="l1
                      notes="Paper 004 §3.3 supervised FuseGAN: two captures ±ΔD fused into the sharp plane; "
                            "G loss 2·L1 + 0.001·BCE + 1·perceptual on the discriminator's features (the paper's "
                            "best; VGG16 is unavailable here anyway), Adam 5e-5 β=(0, 0.999)."))
+
+_NAF = ("NAFNet-style residual U-net (Chen et al. 2022: LayerNorm, SimpleGate, simplified channel attention), "
+        "10 × MSE + 0.5 × FFT-amplitude L1, Adam 1e-3 β=(0.9, 0.9) cosine, batch 8 of 128×128. The project's own "
+        "recipe for randomized bright-field defocus, not a paper's system.")
+register(NAFNetSpec(name="nafnet-w16", width=16, enc_blocks=(1, 1, 2), middle_blocks=2, dec_blocks=(1, 1, 1),
+                    pixel_loss="mse", lambda_pixel=10.0, lambda_fft=0.5, lr=1e-3, betas=(0.9, 0.9),
+                    batch_size=8, crop=128, notes=_NAF))
+register(NAFNetSpec(name="nafnet-w32", width=32, enc_blocks=(1, 1, 2, 4), middle_blocks=4, dec_blocks=(1, 1, 1, 1),
+                    pixel_loss="mse", lambda_pixel=10.0, lambda_fft=0.5, lr=1e-3, betas=(0.9, 0.9),
+                    batch_size=8, crop=128, notes=_NAF))

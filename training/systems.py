@@ -196,7 +196,7 @@ class RestorationSystem(_Base):
         if spec.lambda_perceptual > 0:
             net = load_frozen_classifier(spec.perceptual_network, what="perceptual_network", spec_name=spec.name)
             self.perceptual = L.FeatureLoss(self._prep(net), layer=spec.perceptual_layer, kind=spec.perceptual_kind)
-        self.pixel = L.l1_loss if spec.pixel_loss == "l1" else L.mse_loss
+        self.pixel = {"l1": L.l1_loss, "mse": L.mse_loss, "charbonnier": L.charbonnier_loss}[spec.pixel_loss]
         self.step_count = 0
         self._input_scores: list[dict[str, float]] | None = None
 
@@ -208,6 +208,8 @@ class RestorationSystem(_Base):
             names.append("g_distance")
         if s.lambda_focus > 0:
             names.append("g_focus")
+        if s.lambda_fft > 0:
+            names.append("g_fft")
         if s.lambda_perceptual > 0:
             names.append("g_perceptual")
         if s.has_discriminator:
@@ -279,6 +281,10 @@ class RestorationSystem(_Base):
                 v = L.fpw_loss(fake.float(), y.float())
                 total = total + s.lambda_focus * v
                 out["g_focus"] = float(v.detach())
+            if s.lambda_fft > 0:
+                v = L.fft_l1_loss(fake, y)
+                total = total + s.lambda_fft * v
+                out["g_fft"] = float(v.detach())
             if self.perceptual is not None:
                 v = self.perceptual(fake, y)
                 total = total + s.lambda_perceptual * v

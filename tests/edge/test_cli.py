@@ -131,7 +131,7 @@ def test_restore_warns_once_per_untrusted_capture_and_reports_it(shipped_root, d
     warnings = [line for line in out.err.splitlines() if line.startswith("warning:")]
     assert code == 0 and len(warnings) == 2
     assert all("outside fast's trusted range +0.0…+0.4 µm" in w and "-1.4" in w for w in warnings)
-    assert "2 outside the trusted defocus range" in out.out
+    assert "2 untrusted" in out.out
     results = json.loads((tmp_path / "r.json").read_text())["results"]
     assert [r["trusted"] for r in results] == [False, False]
     assert all(r["defocus_um"] == pytest.approx(-1.4, abs=0.05) for r in results)

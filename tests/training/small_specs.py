@@ -21,4 +21,6 @@ SMALL: dict[str, dict] = {
     "dbmid-motion": {"filters": (4, 8, 8), "layers": 6},
     "mmdf-focus-classifier": {"filters": (4, 8), "hidden": (16,), "pool_size": 4},
     "fusegan": {"filters": 8, "growth": 4, "levels": 2, "d_filters": 8},
+    "nafnet-w16": {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)},
+    "nafnet-w32": {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)},
 }

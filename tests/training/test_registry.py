@@ -24,6 +24,8 @@ EXPECTED = [
     "pix2pix", "pix2pix-cnn", "pan", "deblurgan", "pix2pix-dist", "pix2pix-dist-2inputs", "pix2pix-dist-fast",
     "focus-distance-classifier", "autoencoder-whole", "autoencoder-split", "tsva", "dbmid-blur-classifier",
     "dbmid-defocus", "dbmid-motion", "mmdf-focus-classifier", "fusegan",
+    # the project's own restorers (not a paper's system; named by architecture and width)
+    "nafnet-w16", "nafnet-w32",
 ]
 
 
