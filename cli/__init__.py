@@ -5,6 +5,7 @@ Thin by design: each subcommand lives with the package that owns it and is impor
 
     virtualfocus restore INPUT... --out DIR [--model M] [--backend B]   restore image files
     virtualfocus models [--json]                                         list shipped variants
+    virtualfocus fuse INPUT... --out FILE                                all-in-focus image from several planes
     virtualfocus demo [--out DIR]                                        restore a simulated defocus stack
     virtualfocus simulate --out DIR --stacks N --seed S                  simulated z-stacks
     virtualfocus evaluate --model M --data DIR --out REPORT              thesis metrics and report
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from virtualfocus.edge.cli import cmd_models, cmd_restore
+from virtualfocus.edge.cli import cmd_fuse, cmd_models, cmd_restore
 from virtualfocus.edge.errors import VirtualFocusError
 
 __all__ = ["main"]
@@ -68,6 +69,7 @@ def cmd_demo(argv: list[str]) -> int:
 COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "restore": (cmd_restore, "restore image files"),
     "models": (cmd_models, "list shipped model variants"),
+    "fuse": (cmd_fuse, "fuse captures at different focus into one all-in-focus image"),
     "demo": (cmd_demo, "restore a simulated defocus stack and report"),
     "simulate": (_lazy("virtualfocus.simulation.simulate"), "write simulated z-stacks"),
     "evaluate": (_lazy("virtualfocus.evaluation.evaluate"), "evaluate a model on z-stacks (thesis metrics)"),

@@ -36,7 +36,8 @@ import numpy as np
 from .errors import InputError, VirtualFocusError
 from .imageio import READ_EXTENSIONS, read_image, write_image_atomic
 
-__all__ = ["BatchItem", "BatchSummary", "PlaneResult", "discover", "read_tiff", "restore_batch", "write_tiff_atomic"]
+__all__ = ["BatchItem", "BatchSummary", "PlaneResult", "discover", "read_tiff", "restore_batch", "split_planes",
+           "write_tiff_atomic"]
 
 _TIFF = (".tif", ".tiff")
 _GLOB_CHARS = set("*?[")
@@ -204,7 +205,7 @@ def _opencv_pages(path: Path, shape: tuple[int, ...], why: Exception) -> np.ndar
     return arr.reshape(shape)
 
 
-def _planes(arr: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+def split_planes(arr: np.ndarray, axes: str, path: Path) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
     """``(N, H, W[, S])`` view of every 2-D plane and the function that puts restored planes back in layout."""
     if "Y" not in axes or "X" not in axes or len(axes) != arr.ndim:
         raise InputError(f"{path}: axes {axes!r} of shape {arr.shape}; expected an image with Y and X axes")
@@ -258,7 +259,7 @@ def _load(item: BatchItem) -> _Loaded:
     try:
         if item.src.suffix.lower() in _TIFF:
             td = read_tiff(item.src)
-            planes, back = _planes(td.array, td.axes, item.src)
+            planes, back = split_planes(td.array, td.axes, item.src)
             if td.array.dtype not in (np.uint8, np.uint16, np.float32):
                 raise InputError(f"{item.src}: pixel type {td.array.dtype}; expected uint8, uint16 or float32")
             return _Loaded(item, planes, back, td)

@@ -14,7 +14,7 @@ from typing import Any
 
 from .errors import VirtualFocusError
 
-__all__ = ["cmd_models", "cmd_restore"]
+__all__ = ["cmd_fuse", "cmd_models", "cmd_restore"]
 
 
 # -- restore ---------------------------------------------------------------------------------------------------
@@ -100,6 +100,43 @@ def cmd_restore(argv: list[str]) -> int:
               "no partial files were written (rerun with --skip-existing to continue)", file=sys.stderr)
         return 143
     return 1 if summary.files_failed else 0
+
+
+# -- fuse ------------------------------------------------------------------------------------------------------
+
+
+def cmd_fuse(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(
+        prog="virtualfocus fuse",
+        description="Fuse captures of one field at different focus into one all-in-focus image (per-pixel focus "
+                    "measure, consistency filter, Laplacian-pyramid blending).")
+    ap.add_argument("inputs", nargs="+", help="two or more registered captures of one field (PNG/TIFF/JPEG/BMP), or "
+                                              "one multi-page TIFF z-stack")
+    ap.add_argument("--out", required=True, help="output image file (its extension picks the format)")
+    ap.add_argument("--window", type=int, default=9, help="side of the sharpness-comparison window in px (default 9)")
+    args = ap.parse_args(argv)
+
+    from .batch import read_tiff, split_planes
+    from .errors import InputError
+    from .fusion import fuse_planes
+    from .imageio import read_image, write_image_atomic
+
+    paths = [Path(p) for p in args.inputs]
+    if len(paths) == 1 and paths[0].suffix.lower() in (".tif", ".tiff"):
+        td = read_tiff(paths[0])
+        planes, _ = split_planes(td.array, td.axes, paths[0])
+        captures = list(planes)
+    else:
+        captures = [read_image(p) for p in paths]
+    if args.window < 1:
+        raise InputError(f"--window {args.window}; expected a positive number of pixels")
+    fused = fuse_planes(captures, window=args.window)
+    out = Path(args.out)
+    if out.resolve() in {p.resolve() for p in paths}:
+        raise InputError(f"--out {out} is one of the inputs; choose another file")
+    write_image_atomic(out, fused)
+    print(f"fused {len(captures)} captures into {out}")
+    return 0
 
 
 # -- models ----------------------------------------------------------------------------------------------------
