@@ -96,8 +96,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     from virtualfocus.export.onnx_export import padded_size
     from virtualfocus.export.parity import torch_runner
     from virtualfocus.export.quality import default_metrics, evaluate_quality
-    from virtualfocus.export.runs import load_run_model
-    from virtualfocus.training.checkpoint import save_checkpoint
+    from virtualfocus.training.checkpoint import load_run, save_checkpoint
     from virtualfocus.training.config import RunState, TrainConfig, write_run_config
 
     from .data import PairSampler
@@ -108,8 +107,8 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists; pass --overwrite to replace it")
-    teacher = load_run_model(teacher_dir)
-    t_spec, t_net = teacher.spec, teacher.module
+    teacher = load_run(teacher_dir)
+    t_spec, t_net = teacher.spec, teacher.generator
     inputs = int(getattr(t_spec, "inputs", 1))
     torch.manual_seed(seed)
     if isinstance(recipe, DistillRecipe):
@@ -180,7 +179,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     t_params, t_gflops = count_stats(t_net, torch.zeros(1, 3 * inputs, t_pad, t_pad))
     summary = {
         "recipe": recipe.name, "method": recipe.method, "recipe_fields": recipe.fields(),
-        "teacher": {"run": str(Path(teacher_dir).resolve()), "checkpoint": str(teacher.checkpoint),
+        "teacher": {"run": str(Path(teacher_dir).resolve()), "checkpoint": str(teacher.path),
                     "step": teacher.step, "spec": t_spec.name, "params": t_params, "gflops": round(t_gflops, 4),
                     "quality": quality(t_net)},
         "student": {"params": report[-1]["params"], "gflops": report[-1]["gflops"], "quality": report[-1]["quality"],
