@@ -166,7 +166,8 @@ def load_run(run_dir: str | os.PathLike[str], *, which: str = "best") -> LoadedR
     path = checkpoint_path(run_dir, which)
     if which == "best" and not path.is_file() and checkpoint_path(run_dir, "last").is_file():
         raise ModelLoadError(f"{path}: no such checkpoint (the run never validated: val_fraction=0 or stopped "
-                             "before the first validation); load which='last' instead")
+                             "before the first validation); load which='last' instead (virtualfocus export RUN "
+                             "--checkpoint last)")
     data = load_checkpoint(path)
     try:
         weights = data["models"]["model"]
