@@ -91,14 +91,12 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         A recipe that does not fit the teacher, bad data, an existing ``out`` without ``overwrite``.
     """
     import torch
-    from virtualfocus.export._fs import atomic_folder
     from virtualfocus.export.data import ValidationSet, simulated_stacks
     from virtualfocus.export.onnx_export import padded_size
     from virtualfocus.export.parity import torch_runner
     from virtualfocus.export.quality import default_metrics, evaluate_quality
-    from virtualfocus.export.runs import load_run_model
-    from virtualfocus.training.checkpoint import save_checkpoint
-    from virtualfocus.training.config import RunState, TrainConfig, write_run_config
+    from virtualfocus.training.checkpoint import load_run
+    from virtualfocus.training.config import RunState, TrainConfig
 
     from .data import PairSampler
     from .distill import distill
@@ -108,20 +106,11 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists; pass --overwrite to replace it")
-    teacher = load_run_model(teacher_dir)
-    t_spec, t_net = teacher.spec, teacher.module
+    teacher = load_run(teacher_dir)
+    t_spec, t_net = teacher.spec, teacher.generator
     inputs = int(getattr(t_spec, "inputs", 1))
     torch.manual_seed(seed)
-    if isinstance(recipe, DistillRecipe):
-        s_spec = _student_spec(recipe, t_spec)
-        student = s_spec.build()
-        pruned = False
-    elif isinstance(recipe, PruneRecipe):
-        if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in t_net.modules()):
-            raise InputError(f"recipe {recipe.name!r}: teacher {t_spec.name!r} has no convolutions to prune")
-        s_spec, student, pruned = t_spec, copy.deepcopy(t_net), True
-    else:
-        raise InputError(f"recipe {recipe.name!r}: unknown method {recipe.method!r}")
+    s_spec, student, pruned = _make_student(recipe, t_spec, t_net)
     # Both networks must run on the training crops: round the crop up to a multiple of both pad multiples
     # (an 8-level teacher needs 256).
     import math
@@ -180,7 +169,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     t_params, t_gflops = count_stats(t_net, torch.zeros(1, 3 * inputs, t_pad, t_pad))
     summary = {
         "recipe": recipe.name, "method": recipe.method, "recipe_fields": recipe.fields(),
-        "teacher": {"run": str(Path(teacher_dir).resolve()), "checkpoint": str(teacher.checkpoint),
+        "teacher": {"run": str(Path(teacher_dir).resolve()), "checkpoint": str(teacher.path),
                     "step": teacher.step, "spec": t_spec.name, "params": t_params, "gflops": round(t_gflops, 4),
                     "quality": quality(t_net)},
         "student": {"params": report[-1]["params"], "gflops": report[-1]["gflops"], "quality": report[-1]["quality"],
@@ -194,10 +183,37 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     cfg = TrainConfig(model=s_spec.name, data=(data_desc,), device="cpu", steps=steps, batch_size=recipe.batch_size,
                       crop=crop, seed=seed, val_every=0, amp=False, progress=False)
     payload = {"models": {"model": student.state_dict()}, "step": steps, "pruned": pruned, "recipe": recipe.name}
+    _write_student_run(out, overwrite=overwrite, config=cfg, spec=s_spec,
+                       state=RunState(step=steps, stopped=f"compress {recipe.name} done"), payload=payload,
+                       losses=losses, summary=summary)
+    say(f"wrote {out}")
+    return out
+
+
+def _make_student(recipe: Recipe, t_spec: Any, t_net: Any) -> tuple[Any, Any, bool]:
+    """(student spec, student network, pruned): a fresh reduced network, or a copy of the teacher to prune."""
+    import torch
+
+    if isinstance(recipe, DistillRecipe):
+        s_spec = _student_spec(recipe, t_spec)
+        return s_spec, s_spec.build(), False
+    if isinstance(recipe, PruneRecipe):
+        if not any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in t_net.modules()):
+            raise InputError(f"recipe {recipe.name!r}: teacher {t_spec.name!r} has no convolutions to prune")
+        return t_spec, copy.deepcopy(t_net), True
+    raise InputError(f"recipe {recipe.name!r}: unknown method {recipe.method!r}")
+
+
+def _write_student_run(out: Path, *, overwrite: bool, config: Any, spec: Any, state: Any,
+                       payload: dict[str, Any], losses: list[Any], summary: dict[str, Any]) -> None:
+    """The student run folder, atomically: config.json, best/last checkpoints, log.csv, compression.json."""
     from virtualfocus.edge.manifest import write_json_atomic
+    from virtualfocus.export._fs import atomic_folder
+    from virtualfocus.training.checkpoint import save_checkpoint
+    from virtualfocus.training.config import write_run_config
 
     with atomic_folder(out, overwrite=overwrite) as tmp:
-        write_run_config(tmp, cfg, s_spec, RunState(step=steps, stopped=f"compress {recipe.name} done"))
+        write_run_config(tmp, config, spec, state)
         save_checkpoint(tmp / "checkpoints" / "best.pt", payload)
         save_checkpoint(tmp / "checkpoints" / "last.pt", payload)
         with (tmp / "log.csv").open("w", newline="") as fh:
@@ -206,8 +222,6 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
             for i, h in enumerate(losses, 1):
                 w.writerow([i, f"{h.total:.6f}", f"{h.teacher:.6f}", f"{h.gt:.6f}", f"{h.feature:.6f}"])
         write_json_atomic(tmp / "compression.json", summary)
-    say(f"wrote {out}")
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:

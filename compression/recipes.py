@@ -1,5 +1,8 @@
 """The compression recipe registry: one frozen dataclass per variant, named after the variant it makes.
 
+The machinery (duplicates raise, unknown names list the known ones) is the model registry's,
+:class:`virtualfocus.training._registry.Registry`.
+
 A recipe turns a trained *teacher* run into a *student* run:
 
 - :class:`DistillRecipe` builds a smaller generator (fewer filters / levels, smaller kernels, an export-friendly
@@ -32,8 +35,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from virtualfocus.edge.errors import InputError
+from virtualfocus.training._registry import Registry
 
-__all__ = ["IMPORTANCES", "DistillRecipe", "PruneRecipe", "Recipe", "get_recipe", "list_recipes", "register"]
+__all__ = ["IMPORTANCES", "RECIPES", "DistillRecipe", "PruneRecipe", "Recipe", "get_recipe", "list_recipes", "register"]
 
 IMPORTANCES = ("l1", "l2", "bn-scale")
 
@@ -149,20 +153,17 @@ class PruneRecipe(Recipe):
             raise InputError(f"recipe {self.name!r}: iterative_steps={self.iterative_steps}; expected ≥ 1")
 
 
-_RECIPES: dict[str, Recipe] = {}
+RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def register(recipe: Recipe) -> Recipe:
-    """Add a recipe to the registry; a name registered twice is an error."""
-    if recipe.name in _RECIPES:
-        raise KeyError(f"recipe {recipe.name!r} is already registered")
-    _RECIPES[recipe.name] = recipe
-    return recipe
+    """Add a recipe to the registry; a name registered twice is an error (``KeyError``)."""
+    return RECIPES.register(recipe)
 
 
 def list_recipes() -> list[str]:
     """Registered recipe names, sorted."""
-    return sorted(_RECIPES)
+    return sorted(RECIPES)
 
 
 def get_recipe(name: str, **overrides: Any) -> Recipe:
@@ -175,15 +176,7 @@ def get_recipe(name: str, **overrides: Any) -> Recipe:
     InputError
         Unknown field or invalid value.
     """
-    try:
-        base = _RECIPES[name]
-    except KeyError:
-        raise KeyError(f"unknown recipe {name!r}; known recipes: {', '.join(list_recipes())}") from None
-    valid = {f.name for f in dataclasses.fields(base)}
-    bad = sorted(set(overrides) - valid)
-    if bad:
-        raise InputError(f"recipe {name!r}: unknown field(s) {bad}; valid fields: {sorted(valid)}")
-    return dataclasses.replace(base, **overrides) if overrides else base
+    return RECIPES.get(name, **overrides)
 
 
 # ------------------------------------------------------------------------------------------------ registry

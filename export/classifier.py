@@ -15,7 +15,6 @@ edge class itself on the files being shipped.
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,10 +27,22 @@ from virtualfocus.edge.manifest import InputContract, Manifest
 from . import parity as _parity
 from ._fs import atomic_folder
 from .data import ValidationSet, simulated_stacks
-from .exporter import MAX_FILE_MB, _spec_dict, model_stats
-from .latency import onnxruntime_runner, openvino_runner, time_runners
+from .latency import Runner, time_runners
 from .onnx_export import export_onnx
 from .openvino_ir import convert_onnx_to_ir, save_ir
+from .precision import FilePrecision
+from .steps import (
+    MAX_FILE_MB,
+    ShippedFile,
+    check_file_sizes,
+    check_name,
+    created_now,
+    describe_files,
+    float_parity,
+    model_stats,
+    parity_record,
+    spec_dict,
+)
 
 __all__ = ["export_defocus_classifier", "validate_defocus_classifier"]
 
@@ -165,10 +176,52 @@ def export_defocus_classifier(
     BackendError
         A conversion failed.
     """
-    from virtualfocus.edge.defocus import CROP_COUNTS, DefocusClassifier, crop_boxes
-    from virtualfocus.edge.preprocess import Normalizer, to_unit
-
     say = log or (lambda _m: None)
+    classes = _check_arguments(classes_um, crop, crops, name)
+    validation = validation or ValidationSet()
+    if validation.size < crop:
+        raise InputError(f"validation size {validation.size} is smaller than the crop {crop}; use --size ≥ {crop}")
+    _check_classifier(module, crop, len(classes))
+    module = module.eval().to("cpu")
+    stacks = simulated_stacks(validation.stacks, seed=validation.seed, size=validation.size)
+
+    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
+        say(f"ONNX export (static 1×3×{crop}×{crop} → {len(classes)} logits) and OpenVINO IR")
+        files = _write_classifier_files(module, tmp, crop=crop, architecture=architecture)
+        say("parity against torch")
+        inputs = _parity_inputs(stacks[0], crop)
+        fp = float_parity(_parity.torch_runner(module), tmp, inputs, onnx="model.onnx", ir="model.xml",
+                          threads=threads)
+        parity = parity_record(fp.results, inputs, over="the logits",
+                               default_precision=fp.execution["openvino/fp32"])
+        say(f"latency: {len(fp.runners)} paths interleaved, {latency_runs} runs each per {crop}×{crop} crop")
+        latency = time_runners(fp.runners, inputs["random"], runs=latency_runs)
+        check_file_sizes(tmp, out_dir, max_file_mb, smaller="classifier")
+        stats = model_stats(module, in_channels=3, size=crop)
+        n_boxes = _boxes_per_estimate(crop, crops)
+        manifest = Manifest(
+            name=name, architecture=architecture, input=_classifier_contract(crop),
+            files=describe_files(tmp, files), trained=trained, spec=spec_dict(spec), params=int(stats["params"]),
+            gflops_360=round(float(stats["gflops"]) * n_boxes, 4),
+            latency_ms=latency, training=dict(training or {}),
+            compression={**stats, "static_file": {"path": "model.onnx", "size": [crop, crop]},
+                         "execution_precision": fp.execution, "latency_size": [crop, crop],
+                         "latency_threads": threads, "crops_per_estimate_360": n_boxes},
+            parity=parity, task="defocus", classes_um=tuple(classes),
+            created=created_now(),
+            description=description or (f"{architecture} defocus estimator "
+                                        f"({'trained' if trained else 'UNTRAINED: its estimates mean nothing'})"),
+        )
+        manifest.save(tmp)  # the edge estimator below loads (and verifies) the folder as it will ship
+        say(f"accuracy on {validation.stacks} held-out simulated stacks through the edge estimator")
+        _measure_through_edge(manifest, tmp, stacks, validation, crops=crops, threads=threads,
+                              latency_runs=latency_runs)
+    return Manifest.load(out_dir)
+
+
+def _check_arguments(classes_um: Sequence[float], crop: int, crops: int, name: str) -> list[float]:
+    from virtualfocus.edge.defocus import CROP_COUNTS
+
     classes = [float(c) for c in classes_um]
     if len(classes) < 2 or classes != sorted(classes) or len(set(classes)) != len(classes):
         raise InputError(f"classes_um={classes}: expected ≥ 2 increasing signed class centres (µm)")
@@ -176,101 +229,65 @@ def export_defocus_classifier(
         raise InputError(f"crop={crop!r}: expected the classifier's square crop side in pixels (≥ 8)")
     if crops not in CROP_COUNTS:
         raise InputError(f"crops={crops}: expected one of {list(CROP_COUNTS)}")
-    if not name or "/" in name or name.startswith("."):
-        raise InputError(f"name={name!r}: expected a plain folder name")
-    validation = validation or ValidationSet()
-    if validation.size < crop:
-        raise InputError(f"validation size {validation.size} is smaller than the crop {crop}; use --size ≥ {crop}")
-    _check_classifier(module, crop, len(classes))
-    module = module.eval().to("cpu")
-    torch_run = _parity.torch_runner(module)
-    contract = InputContract(channels=3, inputs=1, value_range=(-1.0, 1.0), pad_multiple=1, min_size=crop,
-                             static_size=(crop, crop))
+    check_name(name)
+    return classes
+
+
+def _classifier_contract(crop: int) -> InputContract:
+    return InputContract(channels=3, inputs=1, value_range=(-1.0, 1.0), pad_multiple=1, min_size=crop,
+                         static_size=(crop, crop))
+
+
+def _boxes_per_estimate(crop: int, crops: int) -> int:
+    from virtualfocus.edge.defocus import crop_boxes
+
+    return len(crop_boxes(360, 360, crop, crops=crops)) if crop <= 360 else 1
+
+
+def _write_classifier_files(module: Any, tmp: Path, *, crop: int, architecture: str) -> list[ShippedFile]:
+    """The static ONNX file and its OpenVINO IR (fp32)."""
+    try:
+        export_onnx(module, tmp / "model.onnx", in_channels=3, size=(crop, crop), dynamic=False)
+    except InputError:
+        raise
+    except Exception as e:  # the TorchScript exporter raises its own types, with multi-line messages
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise InputError(f"{architecture}: ONNX export at a {crop}×{crop} crop failed ({first[:300]}); for "
+                         "adaptive pooling the crop must shrink (÷2 per block) to a multiple of pool_size") from e
+    save_ir(convert_onnx_to_ir(tmp / "model.onnx"), tmp / "model.xml", compress_to_fp16=False)
+    return [ShippedFile("model.onnx", "onnxruntime", FilePrecision.FP32, "static"),
+            ShippedFile("model.xml", "openvino", FilePrecision.FP32, "static")]
+
+
+def _parity_inputs(stack: Any, crop: int) -> dict[str, np.ndarray]:
+    """A random crop, and the runtime's first crop of a plane 0.6 µm below focus, as the classifier sees them."""
+    from virtualfocus.edge.defocus import crop_boxes
+    from virtualfocus.edge.preprocess import Normalizer, to_unit
+
+    rng = np.random.default_rng(0)
+    plane = stack.planes[int(np.argmin(np.abs(stack.offsets_um + 0.6)))]
+    unit, _ = to_unit(np.asarray(plane))
+    top, left = crop_boxes(unit.shape[0], unit.shape[1], crop, crops=1)[0]
     norm = Normalizer((-1.0, 1.0), 3)
-    stacks = simulated_stacks(validation.stacks, seed=validation.seed, size=validation.size)
-    shape = (1, 3, crop, crop)
+    return {"random": rng.uniform(-1, 1, (1, 3, crop, crop)).astype(np.float32),
+            "simulated": norm.before(np.ascontiguousarray(unit[top:top + crop, left:left + crop]))}
 
-    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
-        say(f"ONNX export (static 1×3×{crop}×{crop} → {len(classes)} logits) and OpenVINO IR")
-        try:
-            export_onnx(module, tmp / "model.onnx", in_channels=3, size=(crop, crop), dynamic=False)
-        except InputError:
-            raise
-        except Exception as e:  # the TorchScript exporter raises its own types, with multi-line messages
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise InputError(f"{architecture}: ONNX export at a {crop}×{crop} crop failed ({first[:300]}); for "
-                             "adaptive pooling the crop must shrink (÷2 per block) to a multiple of pool_size") from e
-        save_ir(convert_onnx_to_ir(tmp / "model.onnx"), tmp / "model.xml", compress_to_fp16=False)
 
-        say("parity against torch")
-        rng = np.random.default_rng(0)
-        st = stacks[0]
-        plane = st.planes[int(np.argmin(np.abs(st.offsets_um + 0.6)))]
-        unit, _ = to_unit(np.asarray(plane))
-        top, left = crop_boxes(unit.shape[0], unit.shape[1], crop, crops=1)[0]
-        par_inputs = {"random": rng.uniform(-1, 1, shape).astype(np.float32),
-                      "simulated": norm.before(np.ascontiguousarray(unit[top:top + crop, left:left + crop]))}
-        ov_default = openvino_runner(tmp / "model.xml", threads=threads)
-        cands = {"onnxruntime/fp32": onnxruntime_runner(tmp / "model.onnx", threads=threads),
-                 "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision="f32", threads=threads),
-                 "openvino/fp32": ov_default}
-        tols: dict[str, float | None] = {"onnxruntime/fp32": _parity.FP32_RTOL, "openvino/fp32-f32": _parity.FP32_RTOL,
-                                         "openvino/fp32": None}
-        res = _parity.check_parity(torch_run, cands, par_inputs, tolerances=tols)
-        execution = {"openvino/fp32": str(getattr(ov_default, "execution_precision", "unknown")),
-                     "openvino/fp32-f32": "f32", "onnxruntime/fp32": "f32"}
-        failed = [k for k, r in res.items() if r.passed is False]
-        parity: dict[str, Any] = {
-            "method": "max|y - y_torch| / max|y_torch| over the logits; worst over inputs",
-            "inputs": {k: list(v.shape) for k, v in par_inputs.items()},
-            "float": {k: r.to_dict() for k, r in res.items()},
-            "note": f"openvino/fp32 runs with OpenVINO's default precision ({execution['openvino/fp32']}); "
-                    "reported, not judged",
-            "passed": not failed,
-        }
-        if failed:
-            parity["failed"] = failed
+def _measure_through_edge(manifest: Manifest, tmp: Path, stacks: Sequence[Any], validation: ValidationSet, *,
+                          crops: int, threads: int | None, latency_runs: int) -> None:
+    """Accuracy on the validation stacks and whole-estimate latency, measured with the edge estimator on the
+    files being shipped; written into ``manifest`` and saved."""
+    from virtualfocus.edge.defocus import DefocusClassifier
 
-        say(f"latency: {len(cands)} paths interleaved, {latency_runs} runs each per {crop}×{crop} crop")
-        latency = time_runners(cands, par_inputs["random"], runs=latency_runs)
-
-        for f in sorted(tmp.iterdir()):
-            mb = f.stat().st_size / 2**20
-            if mb > max_file_mb:
-                raise InputError(f"{Path(out_dir) / f.name}: {mb:.1f} MB exceeds max_file_mb={max_file_mb}; "
-                                 "choose a smaller classifier or raise the limit")
-        files = [Manifest.describe_file(tmp, "model.onnx", backend="onnxruntime", precision="fp32", shape="static"),
-                 Manifest.describe_file(tmp, "model.xml", backend="openvino", precision="fp32", shape="static"),
-                 Manifest.describe_file(tmp, "model.bin", backend="weights", precision="fp32", shape="static")]
-        stats = model_stats(module, in_channels=3, size=crop)
-        n_boxes = len(crop_boxes(360, 360, crop, crops=crops)) if crop <= 360 else 1
-        manifest = Manifest(
-            name=name, architecture=architecture, input=contract, files=files, trained=trained,
-            spec=_spec_dict(spec), params=int(stats["params"]),
-            gflops_360=round(float(stats["gflops"]) * n_boxes, 4),
-            latency_ms=latency, training=dict(training or {}),
-            compression={**stats, "static_file": {"path": "model.onnx", "size": [crop, crop]},
-                         "execution_precision": execution, "latency_size": [crop, crop], "latency_threads": threads,
-                         "crops_per_estimate_360": n_boxes},
-            parity=parity, task="defocus", classes_um=tuple(classes),
-            created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            description=description or (f"{architecture} defocus estimator "
-                                        f"({'trained' if trained else 'UNTRAINED: its estimates mean nothing'})"),
-        )
-        manifest.save(tmp)  # the edge estimator below loads (and verifies) the folder as it will ship
-
-        say(f"accuracy on {validation.stacks} held-out simulated stacks through the edge estimator")
-        quality: dict[str, Any] = {"validation": {**validation.describe(), "crops": crops},
-                                   "metrics": "virtualfocus.export.classifier.validate_defocus_classifier"}
-        for key, backend, prec in (("onnxruntime/fp32", "onnxruntime", "default"),
-                                   ("openvino/fp32", "openvino", "default")):
-            quality[key] = validate_defocus_classifier(tmp, stacks, backend=backend, precision=prec, crops=crops)
-        edge = DefocusClassifier.load(tmp, threads=threads, crops=crops)
-        frame = np.asarray(stacks[0].planes[0])
-        est_run = {f"{edge.backend_name}/estimate-{crops}crops": lambda _x: np.asarray(edge.estimate(frame).defocus_um)}
-        latency.update(time_runners(est_run, frame, runs=latency_runs))
-        manifest.quality = quality
-        manifest.latency_ms = latency
-        manifest.compression["estimate_size"] = list(frame.shape[:2])
-        manifest.save(tmp)
-    return Manifest.load(out_dir)
+    quality: dict[str, Any] = {"validation": {**validation.describe(), "crops": crops},
+                               "metrics": "virtualfocus.export.classifier.validate_defocus_classifier"}
+    for key, backend in (("onnxruntime/fp32", "onnxruntime"), ("openvino/fp32", "openvino")):
+        quality[key] = validate_defocus_classifier(tmp, stacks, backend=backend, precision="default", crops=crops)
+    edge = DefocusClassifier.load(tmp, threads=threads, crops=crops)
+    frame = np.asarray(stacks[0].planes[0])
+    estimate: dict[str, Runner] = {
+        f"{edge.backend_name}/estimate-{crops}crops": lambda _x: np.asarray(edge.estimate(frame).defocus_um)}
+    manifest.latency_ms.update(time_runners(estimate, frame, runs=latency_runs))
+    manifest.quality = quality
+    manifest.compression["estimate_size"] = list(frame.shape[:2])
+    manifest.save(tmp)

@@ -48,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="virtualfocus export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run", nargs="?", help="training or compression run directory (with config.json + checkpoint)")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best",
+                   help="which checkpoint of RUN: best (lowest validation loss, default) or last (a run that never "
+                        "validated has only last)")
     p.add_argument("--arch", help="registry name to export untrained (with --untrained), instead of RUN")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="spec field override for --arch (repeatable)")
@@ -98,14 +101,16 @@ def _load_module(args: argparse.Namespace) -> tuple[Any, Any, str, bool, dict[st
         raise InputError("missing RUN directory (or --arch NAME --untrained)")
     if args.untrained or args.overrides:
         raise InputError("--untrained and --set only apply with --arch")
-    from .runs import load_run_model
+    import dataclasses
 
-    loaded = load_run_model(args.run)
-    prov: dict[str, Any] = {"run": str(Path(args.run).resolve()), "checkpoint": str(loaded.checkpoint),
-                            "step": loaded.step, "config": loaded.config}
+    from virtualfocus.training.checkpoint import load_run
+
+    loaded = load_run(args.run, which=args.checkpoint)
+    prov: dict[str, Any] = {"run": str(Path(args.run).resolve()), "checkpoint": str(loaded.path),
+                            "step": loaded.step, "config": dataclasses.asdict(loaded.config)}
     if loaded.compression:
         prov["compression"] = {k: v for k, v in loaded.compression.items() if k != "report"}
-    return loaded.module, loaded.spec, getattr(loaded.spec, "name", "unknown"), True, prov
+    return loaded.generator, loaded.spec, getattr(loaded.spec, "name", "unknown"), True, prov
 
 
 def _describe(arch: str, trained: bool, prov: dict[str, Any]) -> str:

@@ -21,10 +21,9 @@ padded size S, which is what a 360×360 capture costs.
 
 from __future__ import annotations
 
-import dataclasses
-import datetime as _dt
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,44 +42,32 @@ from .data import (
     simulated_stacks,
     to_model_input,
 )
-from .latency import onnxruntime_runner, openvino_runner, time_runners
+from .latency import Runner, onnxruntime_runner, openvino_runner, time_runners
 from .onnx_export import export_onnx, padded_size
 from .openvino_ir import conv_node_names, convert_onnx_to_ir, save_ir
+from .precision import ExecutionHint, FilePrecision
 from .quality import MetricFns, default_metrics, evaluate_quality
 from .quantize import onnx_conv_names, quantize_onnx_qdq, quantize_openvino
+from .steps import (
+    MAX_FILE_MB,
+    ShippedFile,
+    check_file_sizes,
+    check_name,
+    created_now,
+    describe_files,
+    float_parity,
+    model_stats,
+    parity_record,
+    spec_dict,
+)
 
-__all__ = ["PRECISIONS", "export_model", "model_stats"]
+__all__ = ["MAX_FILE_MB", "PRECISIONS", "export_model", "model_stats"]
 
-PRECISIONS = ("fp32", "fp16", "int8")
-MAX_FILE_MB = 20.0
-
-
-def _spec_dict(spec: Any) -> dict[str, Any]:
-    if spec is None:
-        return {}
-    if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
-        d = dataclasses.asdict(spec)
-    elif isinstance(spec, dict):
-        d = dict(spec)
-    else:
-        raise InputError(f"spec: expected a dataclass or a dict, got {type(spec).__name__}")
-    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
-
-
-def model_stats(module: Any, *, in_channels: int, size: int) -> dict[str, float]:
-    """Parameters and compute of ``module`` for one ``size``×``size`` input (FLOPs counted by torch: 2 per MAC)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    params = sum(p.numel() for p in module.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as fc:
-        module.eval()(torch.zeros(1, in_channels, size, size))
-    flops = fc.get_total_flops()
-    return {"params": int(params), "gflops": round(flops / 1e9, 4), "gmacs": round(flops / 2e9, 4),
-            "stats_size": size}
+PRECISIONS: tuple[FilePrecision, ...] = tuple(FilePrecision)
+_INT8_FILES = {"openvino": ("model-int8.xml", "model-int8.bin"), "onnxruntime": ("model-int8.onnx", None)}
 
 
-def _contract_of(module: Any, contract: InputContract | None, static: int | None = None) -> InputContract:
+def _contract_of(module: Any, contract: InputContract | None) -> InputContract:
     if contract is not None:
         return contract
     pad = getattr(module, "pad_multiple", None)
@@ -107,6 +94,60 @@ def _check_module(module: Any, c: InputContract) -> None:
                          f"(1, {c.channels}, {n}, {n})")
 
 
+def _file_precisions(precisions: Sequence[str | FilePrecision]) -> frozenset[FilePrecision]:
+    valid = {p.value for p in FilePrecision}
+    bad = sorted(str(p) for p in set(precisions) if str(p) not in valid)
+    if bad or FilePrecision.FP32 not in precisions:
+        raise InputError(f"precisions={[str(p) for p in precisions]}: expected a subset of {sorted(valid)} "
+                         "including 'fp32'")
+    return frozenset(FilePrecision(str(p)) for p in precisions)
+
+
+@dataclass
+class _Export:
+    """One generator export in progress: its settings, then what each step has measured."""
+
+    module: Any
+    contract: InputContract
+    padded: int  # side of the static file and of the latency measurements
+    precisions: frozenset[FilePrecision]
+    validation: ValidationSet
+    metrics: MetricFns
+    stacks: list[Any]
+    calib: list[np.ndarray] | None
+    calib_desc: dict[str, Any]
+    ignore_first_last: bool | None
+    accuracy_control: bool
+    max_psnr_drop: float
+    max_fr_change: float
+    latency_runs: int
+    threads: int | None
+    say: Callable[[str], None]
+    torch_run: Runner
+    files: list[ShippedFile] = field(default_factory=list)
+    execution: dict[str, str] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    float_runners: dict[str, Runner] = field(default_factory=dict)  # from the parity step
+    timed: dict[str, Runner] = field(default_factory=dict)  # the paths whose latency decides INT8
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    int8: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    ov_model: Any = None
+
+    @property
+    def in_channels(self) -> int:
+        return self.contract.channels * self.contract.inputs
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (1, self.in_channels, self.padded, self.padded)
+
+    def quality_of(self, run: Runner | None) -> dict[str, Any]:
+        """Quality of ``run`` (None = the input itself) on the validation stacks."""
+        return evaluate_quality(run, self.stacks, multiple=self.contract.pad_multiple, metrics=self.metrics,
+                                interval_um=self.validation.interval_um, inputs=self.contract.inputs)
+
+
 def export_model(
     module: Any,
     *,
@@ -117,7 +158,7 @@ def export_model(
     trained: bool,
     training: dict[str, Any] | None = None,
     contract: InputContract | None = None,
-    precisions: Sequence[str] = PRECISIONS,
+    precisions: Sequence[str | FilePrecision] = PRECISIONS,
     size: int = 360,
     calibration: Calibration | Sequence[np.ndarray] | None = None,
     validation: ValidationSet | None = None,
@@ -153,7 +194,7 @@ def export_model(
         Provenance (run dir, step, recipe, data).
     contract : InputContract, optional
         Overrides the contract inferred from the module.
-    precisions : subset of {"fp32", "fp16", "int8"}
+    precisions : subset of FilePrecision ({"fp32", "fp16", "int8"})
         fp32 (always written: ONNX + IR), fp16 (IR with FP16 weights), int8 (NNCF IR + ORT QDQ, kept if they pay).
     size : int
         Capture side the static file and the latency are for (padded to the multiple).
@@ -188,6 +229,12 @@ def export_model(
     Manifest
         Loaded back from the finished folder (hashes verified).
 
+    Notes
+    -----
+    The steps, in order: :func:`_prepare` (check the arguments, draw the data), then inside the atomic folder
+    :func:`_write_files` → :func:`_check_parity` → :func:`_measure_quality` → :func:`_quantize_int8` →
+    :func:`_decide_int8` → :func:`_write_manifest`.
+
     Raises
     ------
     InputError
@@ -197,15 +244,34 @@ def export_model(
         A conversion or quantization failed.
     """
 
-    say = log or (lambda _m: None)
-    bad = sorted(set(precisions) - set(PRECISIONS))
-    if bad or "fp32" not in precisions:
-        raise InputError(f"precisions={list(precisions)}: expected a subset of {list(PRECISIONS)} including 'fp32'")
-    if not name or "/" in name or name.startswith("."):
-        raise InputError(f"name={name!r}: expected a plain folder name")
+    check_name(name)
+    job = _prepare(module, precisions=precisions, contract=contract, size=size, calibration=calibration,
+                   validation=validation, metrics=metrics, ignore_first_last=ignore_first_last,
+                   accuracy_control=accuracy_control, max_psnr_drop=max_psnr_drop, max_fr_change=max_fr_change,
+                   latency_runs=latency_runs, threads=threads, log=log)
+    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
+        _write_files(job, tmp)
+        parity = _check_parity(job, tmp)
+        _measure_quality(job, tmp)
+        _quantize_int8(job, tmp)
+        _decide_int8(job, tmp)
+        if job.int8:
+            parity["int8"] = {k: v["verdict"] for k, v in job.int8.items()}
+        check_file_sizes(tmp, out_dir, max_file_mb, smaller="variant")
+        _write_manifest(job, tmp, parity, name=name, architecture=architecture, spec=spec, trained=trained,
+                        training=training, description=description, trusted_defocus_um=trusted_defocus_um)
+    return Manifest.load(out_dir)
+
+
+def _prepare(module: Any, *, precisions: Sequence[str | FilePrecision], contract: InputContract | None, size: int,
+             calibration: Calibration | Sequence[np.ndarray] | None, validation: ValidationSet | None,
+             metrics: MetricFns | None, ignore_first_last: bool | None, accuracy_control: bool,
+             max_psnr_drop: float, max_fr_change: float, latency_runs: int, threads: int | None,
+             log: Any) -> _Export:
+    """Check the arguments against each other and the module; draw the validation and calibration data."""
+    wanted = _file_precisions(precisions)
     c = _contract_of(module, contract)
     _check_module(module, c)
-    in_ch = c.channels * c.inputs
     s = padded_size(size, c.pad_multiple)
     # The contract describes the dynamic files the runtime selects; the static ONNX file is listed as such and
     # its size recorded under compression["static_file"] (a static_size in the contract would make the runtime
@@ -214,199 +280,195 @@ def export_model(
     if padded_size(validation.size, c.pad_multiple) != s:
         raise InputError(f"validation size {validation.size} pads to {padded_size(validation.size, c.pad_multiple)}, "
                          f"but size={size} pads to {s}; use the same capture size for both")
-    metrics = metrics or default_metrics()
     calib: list[np.ndarray] | None = None
     calib_desc: dict[str, Any] = {}
-    if "int8" in precisions:
+    if FilePrecision.INT8 in wanted:
         if calibration is None or isinstance(calibration, Calibration):
             cal = calibration or Calibration(size=size)
             calib = calibration_tensors(cal, multiple=c.pad_multiple, inputs=c.inputs, channels=c.channels)
             calib_desc = {**cal.describe(), "samples": len(calib)}
         else:
-            calib = check_calibration_arrays(list(calibration), in_channels=in_ch, multiple=c.pad_multiple)
+            calib = check_calibration_arrays(list(calibration), in_channels=c.channels * c.inputs,
+                                             multiple=c.pad_multiple)
             calib_desc = {"source": "arrays", "samples": len(calib), "shape": list(calib[0].shape)}
     module = module.eval().to("cpu")
-    torch_run = _parity.torch_runner(module)
-    stacks = simulated_stacks(validation.stacks, seed=validation.seed, size=validation.size)
-    x_static = (s, s)
-    latency: dict[str, dict[str, float]] = {}
-    quality: dict[str, Any] = {"validation": validation.describe(), "metrics": metrics.source}
-    execution: dict[str, str] = {}
-    dropped: dict[str, str] = {}
-    files: list[tuple[str, str, str, str]] = []  # rel, backend, precision, shape
-    xs = np.zeros((1, in_ch, s, s), np.float32)
+    metrics = metrics or default_metrics()
+    return _Export(module=module, contract=c, padded=s, precisions=wanted, validation=validation, metrics=metrics,
+                   stacks=simulated_stacks(validation.stacks, seed=validation.seed, size=validation.size),
+                   calib=calib, calib_desc=calib_desc, ignore_first_last=ignore_first_last,
+                   accuracy_control=accuracy_control, max_psnr_drop=max_psnr_drop, max_fr_change=max_fr_change,
+                   latency_runs=latency_runs, threads=threads, say=log or (lambda _m: None),
+                   torch_run=_parity.torch_runner(module),
+                   quality={"validation": validation.describe(), "metrics": metrics.source})
 
-    def q(run: Any) -> dict[str, Any]:
-        return evaluate_quality(run, stacks, multiple=c.pad_multiple, metrics=metrics,
-                                interval_um=validation.interval_um, inputs=c.inputs)
 
-    with atomic_folder(out_dir, overwrite=overwrite) as tmp:
-        say(f"ONNX export ({s}×{s} static + dynamic)")
-        export_onnx(module, tmp / "model.onnx", in_channels=in_ch, size=x_static, dynamic=True)
-        export_onnx(module, tmp / "model-static.onnx", in_channels=in_ch, size=x_static, dynamic=False)
-        files += [("model.onnx", "onnxruntime", "fp32", "dynamic"), ("model-static.onnx", "onnxruntime", "fp32", "static")]
-        ov_model = convert_onnx_to_ir(tmp / "model.onnx")
-        save_ir(ov_model, tmp / "model.xml", compress_to_fp16=False)
-        files.append(("model.xml", "openvino", "fp32", "dynamic"))
-        if "fp16" in precisions:
-            save_ir(ov_model, tmp / "model-fp16.xml", compress_to_fp16=True)
-            files.append(("model-fp16.xml", "openvino", "fp16", "dynamic"))
+def _write_files(job: _Export, tmp: Path) -> None:
+    """The float files: dynamic and static ONNX, the OpenVINO IR, and its FP16-weight copy when asked for."""
+    s = job.padded
+    job.say(f"ONNX export ({s}×{s} static + dynamic)")
+    export_onnx(job.module, tmp / "model.onnx", in_channels=job.in_channels, size=(s, s), dynamic=True)
+    export_onnx(job.module, tmp / "model-static.onnx", in_channels=job.in_channels, size=(s, s), dynamic=False)
+    job.files += [ShippedFile("model.onnx", "onnxruntime", FilePrecision.FP32, "dynamic"),
+                  ShippedFile("model-static.onnx", "onnxruntime", FilePrecision.FP32, "static")]
+    job.ov_model = convert_onnx_to_ir(tmp / "model.onnx")
+    save_ir(job.ov_model, tmp / "model.xml", compress_to_fp16=False)
+    job.files.append(ShippedFile("model.xml", "openvino", FilePrecision.FP32, "dynamic"))
+    if FilePrecision.FP16 in job.precisions:
+        save_ir(job.ov_model, tmp / "model-fp16.xml", compress_to_fp16=True)
+        job.files.append(ShippedFile("model-fp16.xml", "openvino", FilePrecision.FP16, "dynamic"))
 
-        say("parity against torch")
-        rng = np.random.default_rng(0)
-        sim_plane = stacks[0].planes[int(np.argmin(np.abs(stacks[0].offsets_um + 0.6)))]
-        sim_caps = [sim_plane] * c.inputs
-        par_inputs = {"random": rng.uniform(-1, 1, (1, in_ch, s, s)).astype(np.float32),
-                      "simulated": to_model_input(sim_caps, c.pad_multiple)[0]}
-        ov_default = openvino_runner(tmp / "model.xml", shape=(1, in_ch, s, s), threads=threads)
-        execution["openvino/fp32"] = ov_default.execution_precision  # type: ignore[attr-defined]
-        cands = {"onnxruntime/fp32": onnxruntime_runner(tmp / "model.onnx", threads=threads),
-                 "onnxruntime/fp32-static": onnxruntime_runner(tmp / "model-static.onnx", threads=threads),
-                 "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision="f32", threads=threads),
-                 "openvino/fp32": ov_default}
-        tols: dict[str, float | None] = {"onnxruntime/fp32": _parity.FP32_RTOL,
-                                         "onnxruntime/fp32-static": _parity.FP32_RTOL,
-                                         "openvino/fp32-f32": _parity.FP32_RTOL, "openvino/fp32": None}
-        if "fp16" in precisions:
-            cands["openvino/fp16-f32"] = openvino_runner(tmp / "model-fp16.xml", precision="f32", threads=threads)
-            tols["openvino/fp16-f32"] = None
-        res = _parity.check_parity(torch_run, cands, par_inputs, tolerances=tols)
-        # Dynamic files at a second, non-square size.
-        h2, w2 = max(c.pad_multiple, s - 2 * c.pad_multiple), s + c.pad_multiple
-        x2 = {"random-dynamic": rng.uniform(-1, 1, (1, in_ch, h2, w2)).astype(np.float32)}
-        res_dyn = _parity.check_parity(
-            torch_run, {"onnxruntime/fp32": cands["onnxruntime/fp32"],
-                        "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision="f32", threads=threads)},
-            x2, tolerances=tols)
-        parity: dict[str, Any] = {
-            "method": "max|y - y_torch| / max|y_torch| over the output tensor; worst over inputs",
-            "inputs": {k: list(v.shape) for k, v in {**par_inputs, **x2}.items()},
-            "float": {k: r.to_dict() for k, r in res.items()},
-            "dynamic_shape": {k: r.to_dict() for k, r in res_dyn.items()},
-            "note": f"openvino/fp32 runs with OpenVINO's default precision ({execution['openvino/fp32']}); "
-                    "reported, not judged",
-        }
-        failed = [k for k, r in {**res, **{f"{k}@{h2}x{w2}": r for k, r in res_dyn.items()}}.items()
-                  if r.passed is False]
-        parity["passed"] = not failed
-        if failed:
-            parity["failed"] = failed
 
-        say("quality of float files")
-        shape = (1, in_ch, s, s)
-        timed = {"onnxruntime/fp32": cands["onnxruntime/fp32-static"], "openvino/fp32": ov_default,
-                 "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision="f32", shape=shape,
-                                                      threads=threads)}
-        execution["openvino/fp32-f32"] = "f32"
-        execution["onnxruntime/fp32"] = "f32"
-        quality["input"] = q(None)
-        quality["onnxruntime/fp32"] = q(cands["onnxruntime/fp32"])
-        quality["openvino/fp32"] = q(ov_default)
-        if "fp16" in precisions:
-            ov16 = openvino_runner(tmp / "model-fp16.xml", shape=shape, threads=threads)
-            execution["openvino/fp16"] = ov16.execution_precision  # type: ignore[attr-defined]
-            timed["openvino/fp16"] = ov16
-            quality["openvino/fp16"] = q(ov16)
+def _check_parity(job: _Export, tmp: Path) -> dict[str, Any]:
+    """Float files vs torch on a random and a simulated input at the static size, and the dynamic files at a
+    second, non-square size. Returns the manifest's ``parity`` section."""
+    job.say("parity against torch")
+    c, s, threads = job.contract, job.padded, job.threads
+    rng = np.random.default_rng(0)
+    st = job.stacks[0]
+    sim_plane = st.planes[int(np.argmin(np.abs(st.offsets_um + 0.6)))]
+    inputs = {"random": rng.uniform(-1, 1, job.shape).astype(np.float32),
+              "simulated": to_model_input([sim_plane] * c.inputs, c.pad_multiple)[0]}
+    extra: dict[str, tuple[Runner, float | None]] = {
+        "onnxruntime/fp32-static": (onnxruntime_runner(tmp / "model-static.onnx", threads=threads), _parity.FP32_RTOL)}
+    if FilePrecision.FP16 in job.precisions:
+        extra["openvino/fp16-f32"] = (openvino_runner(tmp / "model-fp16.xml", precision=ExecutionHint.F32,
+                                                      threads=threads), None)
+    fp = float_parity(job.torch_run, tmp, inputs, onnx="model.onnx", ir="model.xml", threads=threads, extra=extra)
+    job.execution["openvino/fp32"] = fp.execution["openvino/fp32"]
+    h2, w2 = max(c.pad_multiple, s - 2 * c.pad_multiple), s + c.pad_multiple
+    x2 = {"random-dynamic": rng.uniform(-1, 1, (1, job.in_channels, h2, w2)).astype(np.float32)}
+    dynamic = _parity.check_parity(
+        job.torch_run, {"onnxruntime/fp32": fp.runners["onnxruntime/fp32"],
+                        "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision=ExecutionHint.F32,
+                                                             threads=threads)},
+        x2, tolerances={"onnxruntime/fp32": _parity.FP32_RTOL, "openvino/fp32-f32": _parity.FP32_RTOL})
+    job.float_runners = fp.runners
+    return parity_record(fp.results, {**inputs, **x2}, over="the output tensor",
+                         default_precision=job.execution["openvino/fp32"], dynamic=dynamic,
+                         dynamic_suffix=f"@{h2}x{w2}")
 
-        int8: dict[str, Any] = {}
-        if calib is not None:
-            say(f"INT8: {len(calib)} calibration samples")
-            ov_convs = conv_node_names(ov_model)
-            onnx_convs = onnx_conv_names(tmp / "model.onnx")
-            ends = {"openvino": [ov_convs[0], ov_convs[-1]] if len(ov_convs) > 2 else [],
-                    "onnxruntime": [onnx_convs[0], onnx_convs[-1]] if len(onnx_convs) > 2 else []}
-            # ignore_first_last None = "auto": quantize every layer first; keep the first and last convolution in
-            # float only if the all-INT8 file misses the quality limits (they often carry the image's dynamic range).
-            attempts = [True] if ignore_first_last else [False, True] if ignore_first_last is None else [False]
-            val_items = []
-            if accuracy_control:
-                for st in stacks:
-                    for i, z in enumerate(st.offsets_um):
-                        if validation.interval_um[0] - 1e-6 <= z <= validation.interval_um[1] + 1e-6:
-                            x, pads = to_model_input([st.planes[i]] * c.inputs, c.pad_multiple)
-                            val_items.append((x, st.sharp, pads))
 
-            def validate(compiled: Any, items: Any) -> float:
-                vals = [metrics.psnr(gt, from_model_output(np.asarray(compiled(x)[0]), pads)) for x, gt, pads in items]
-                return float(np.mean(vals))
+def _measure_quality(job: _Export, tmp: Path) -> None:
+    """Validation-set quality of the input and of every float path the runtime may run."""
+    job.say("quality of float files")
+    runners = job.float_runners
+    # latency is timed on the static ONNX file and on the IR reshaped to the static size (what the runtime runs)
+    job.timed = {"onnxruntime/fp32": runners["onnxruntime/fp32-static"], "openvino/fp32": runners["openvino/fp32"],
+                 "openvino/fp32-f32": openvino_runner(tmp / "model.xml", precision=ExecutionHint.F32,
+                                                      shape=job.shape, threads=job.threads)}
+    job.execution["openvino/fp32-f32"] = ExecutionHint.F32.value
+    job.execution["onnxruntime/fp32"] = ExecutionHint.F32.value
+    job.quality["input"] = job.quality_of(None)
+    job.quality["onnxruntime/fp32"] = job.quality_of(runners["onnxruntime/fp32"])
+    job.quality["openvino/fp32"] = job.quality_of(runners["openvino/fp32"])
+    if FilePrecision.FP16 in job.precisions:
+        ov16 = openvino_runner(tmp / "model-fp16.xml", shape=job.shape, threads=job.threads)
+        job.execution["openvino/fp16"] = ov16.execution_precision  # type: ignore[attr-defined]
+        job.timed["openvino/fp16"] = ov16
+        job.quality["openvino/fp16"] = job.quality_of(ov16)
 
-            def ov_int8(ignore: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-                qmodel, rec = quantize_openvino(ov_model, calib, ignored_names=ends["openvino"] if ignore else [],
-                                                validation=val_items if accuracy_control else None,
-                                                validation_fn=validate if accuracy_control else None,
-                                                max_drop=max_psnr_drop if accuracy_control else None)
-                save_ir(qmodel, tmp / "model-int8.xml", compress_to_fp16=False)
-                run = openvino_runner(tmp / "model-int8.xml", shape=shape, threads=threads)
-                return run, rec.to_dict(), q(run)
 
-            def ort_int8(ignore: bool) -> tuple[Any, dict[str, Any], dict[str, Any]]:
-                rec = quantize_onnx_qdq(tmp / "model.onnx", tmp / "model-int8.onnx", calib,
-                                        exclude_nodes=ends["onnxruntime"] if ignore else [])
-                run = onnxruntime_runner(tmp / "model-int8.onnx", threads=threads)
-                return run, rec.to_dict(), q(run)
+def _accuracy_items(job: _Export) -> list[tuple[np.ndarray, np.ndarray, Any]]:
+    """(model input, sharp plane, pads) of every validation plane in the interval, for NNCF's accuracy control."""
+    c, (lo, hi) = job.contract, job.validation.interval_um
+    items = []
+    for st in job.stacks:
+        for i, z in enumerate(st.offsets_um):
+            if lo - 1e-6 <= z <= hi + 1e-6:
+                x, pads = to_model_input([st.planes[i]] * c.inputs, c.pad_multiple)
+                items.append((x, st.sharp, pads))
+    return items
 
-            for backend, make in (("openvino", ov_int8), ("onnxruntime", ort_int8)):
-                tried = []
-                for ignore in attempts:
-                    run, rec_d, q8 = make(ignore)
-                    verdict = _parity.int8_verdict(quality[f"{backend}/fp32"], q8, max_psnr_drop=max_psnr_drop,
-                                                   max_fr_change=max_fr_change)
-                    tried.append({"ignored_scope": rec_d["ignored_scope"], "verdict": verdict})
-                    if verdict["passed"]:
-                        break
-                timed[f"{backend}/int8"] = run
-                quality[f"{backend}/int8"] = q8
-                int8[backend] = {**rec_d, "sibling": f"{backend}/fp32", "verdict": verdict, "attempts": tried}
 
-        say(f"latency: {len(timed)} paths interleaved, {latency_runs} runs each at {s}×{s}")
-        latency.update(time_runners(timed, xs, runs=latency_runs))
-        for backend, (rel, extra) in {"openvino": ("model-int8.xml", "model-int8.bin"),
-                                      "onnxruntime": ("model-int8.onnx", None)}.items():
-            if backend not in int8:
-                continue
-            info = int8[backend]
-            lat8, lat_sib = latency[f"{backend}/int8"]["p50"], latency[info["sibling"]]["p50"]
-            info["faster_than_sibling"] = bool(lat8 < lat_sib)
-            why = []
-            if not info["faster_than_sibling"]:
-                why.append(f"p50 {lat8} ms not faster than {info['sibling']}'s {lat_sib} ms (same run)")
-            if not info["verdict"]["passed"]:
-                why.append(f"PSNR drop {info['verdict']['psnr_drop_db']} dB / FR change "
-                           f"{info['verdict']['fr_change']} over the limits")
-            if why:
-                dropped[rel] = "; ".join(why)
-                for gone in (rel, extra):
-                    if gone:
-                        (tmp / gone).unlink()
-            else:
-                files.append((rel, backend, "int8", "dynamic"))
-        if int8:
-            parity["int8"] = {k: v["verdict"] for k, v in int8.items()}
+def _quantize_int8(job: _Export, tmp: Path) -> None:
+    """INT8 files for both backends. With ``ignore_first_last=None`` every layer is quantized first, and the first
+    and last convolution are kept in float only if the all-INT8 file misses the quality limits (they often carry
+    the image's dynamic range); every attempt is recorded."""
+    if job.calib is None:
+        return
+    calib = job.calib
+    job.say(f"INT8: {len(calib)} calibration samples")
+    ov_convs, onnx_convs = conv_node_names(job.ov_model), onnx_conv_names(tmp / "model.onnx")
+    ends = {"openvino": [ov_convs[0], ov_convs[-1]] if len(ov_convs) > 2 else [],
+            "onnxruntime": [onnx_convs[0], onnx_convs[-1]] if len(onnx_convs) > 2 else []}
+    attempts = [True] if job.ignore_first_last else [False, True] if job.ignore_first_last is None else [False]
+    control = job.accuracy_control
+    items = _accuracy_items(job) if control else []
 
-        for f in sorted(tmp.iterdir()):
-            mb = f.stat().st_size / 2**20
-            if mb > max_file_mb:
-                raise InputError(f"{Path(out_dir) / f.name}: {mb:.1f} MB exceeds max_file_mb={max_file_mb}; "
-                                 "choose a smaller variant or raise the limit")
-        described = []
-        for rel, backend, prec, fshape in files:
-            described.append(Manifest.describe_file(tmp, rel, backend=backend, precision=prec, shape=fshape))
-            if rel.endswith(".xml"):
-                described.append(Manifest.describe_file(tmp, rel[:-4] + ".bin", backend="weights", precision=prec,
-                                                        shape=fshape))
-        stats = model_stats(module, in_channels=in_ch, size=s)
-        manifest = Manifest(
-            name=name, architecture=architecture, input=c, files=described, trained=trained, spec=_spec_dict(spec),
-            latency_ms=latency, quality=quality,
-            params=int(stats["params"]), gflops_360=float(stats["gflops"]),
-            trusted_defocus_um=trusted_defocus_um,
-            training=dict(training or {}),
-            compression={**stats, "static_file": {"path": "model-static.onnx", "size": [s, s]},
-                         "execution_precision": execution, "latency_size": [s, s],
-                         "latency_threads": threads, "calibration": calib_desc, "int8": int8, "dropped": dropped},
-            parity=parity,
-            created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            description=description or (f"{architecture} ({'trained' if trained else 'UNTRAINED: restores nothing'})"),
-        )
-        manifest.save(tmp)
-    return Manifest.load(out_dir)
+    def mean_psnr(compiled: Any, items: Any) -> float:
+        return float(np.mean([job.metrics.psnr(gt, from_model_output(np.asarray(compiled(x)[0]), pads))
+                              for x, gt, pads in items]))
+
+    def quantize(backend: str, ignore: bool) -> tuple[Runner, dict[str, Any]]:
+        if backend == "openvino":
+            qmodel, rec = quantize_openvino(job.ov_model, calib, ignored_names=ends["openvino"] if ignore else [],
+                                            validation=items if control else None,
+                                            validation_fn=mean_psnr if control else None,
+                                            max_drop=job.max_psnr_drop if control else None)
+            save_ir(qmodel, tmp / "model-int8.xml", compress_to_fp16=False)
+            return openvino_runner(tmp / "model-int8.xml", shape=job.shape, threads=job.threads), rec.to_dict()
+        rec = quantize_onnx_qdq(tmp / "model.onnx", tmp / "model-int8.onnx", calib,
+                                exclude_nodes=ends["onnxruntime"] if ignore else [])
+        return onnxruntime_runner(tmp / "model-int8.onnx", threads=job.threads), rec.to_dict()
+
+    for backend in _INT8_FILES:
+        tried = []
+        for ignore in attempts:
+            run, rec = quantize(backend, ignore)
+            q8 = job.quality_of(run)
+            verdict = _parity.int8_verdict(job.quality[f"{backend}/fp32"], q8, max_psnr_drop=job.max_psnr_drop,
+                                           max_fr_change=job.max_fr_change)
+            tried.append({"ignored_scope": rec["ignored_scope"], "verdict": verdict})
+            if verdict["passed"]:
+                break
+        job.timed[f"{backend}/int8"] = run
+        job.quality[f"{backend}/int8"] = q8
+        job.int8[backend] = {**rec, "sibling": f"{backend}/fp32", "verdict": verdict, "attempts": tried}
+
+
+def _decide_int8(job: _Export, tmp: Path) -> None:
+    """Time every path in one interleaved loop; keep an INT8 file only if it is faster than its float sibling in
+    this run and within the quality limits, else delete it and say why."""
+    s = job.padded
+    job.say(f"latency: {len(job.timed)} paths interleaved, {job.latency_runs} runs each at {s}×{s}")
+    job.latency.update(time_runners(job.timed, np.zeros(job.shape, np.float32), runs=job.latency_runs))
+    for backend, (rel, extra) in _INT8_FILES.items():
+        if backend not in job.int8:
+            continue
+        info = job.int8[backend]
+        lat8, lat_sib = job.latency[f"{backend}/int8"]["p50"], job.latency[info["sibling"]]["p50"]
+        info["faster_than_sibling"] = bool(lat8 < lat_sib)
+        why = []
+        if not info["faster_than_sibling"]:
+            why.append(f"p50 {lat8} ms not faster than {info['sibling']}'s {lat_sib} ms (same run)")
+        if not info["verdict"]["passed"]:
+            why.append(f"PSNR drop {info['verdict']['psnr_drop_db']} dB / FR change "
+                       f"{info['verdict']['fr_change']} over the limits")
+        if why:
+            job.dropped[rel] = "; ".join(why)
+            for gone in (rel, extra):
+                if gone:
+                    (tmp / gone).unlink()
+        else:
+            job.files.append(ShippedFile(rel, backend, FilePrecision.INT8, "dynamic"))
+
+
+def _write_manifest(job: _Export, tmp: Path, parity: dict[str, Any], *, name: str, architecture: str, spec: Any,
+                    trained: bool, training: dict[str, Any] | None, description: str,
+                    trusted_defocus_um: tuple[float, float] | None) -> None:
+    s = job.padded
+    stats = model_stats(job.module, in_channels=job.in_channels, size=s)
+    Manifest(
+        name=name, architecture=architecture, input=job.contract, files=describe_files(tmp, job.files),
+        trained=trained, spec=spec_dict(spec), latency_ms=job.latency, quality=job.quality,
+        params=int(stats["params"]), gflops_360=float(stats["gflops"]),
+        trusted_defocus_um=trusted_defocus_um,
+        training=dict(training or {}),
+        compression={**stats, "static_file": {"path": "model-static.onnx", "size": [s, s]},
+                     "execution_precision": job.execution, "latency_size": [s, s],
+                     "latency_threads": job.threads, "calibration": job.calib_desc, "int8": job.int8,
+                     "dropped": job.dropped},
+        parity=parity,
+        created=created_now(),
+        description=description or (f"{architecture} ({'trained' if trained else 'UNTRAINED: restores nothing'})"),
+    ).save(tmp)

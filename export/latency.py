@@ -14,20 +14,22 @@ from typing import Any
 import numpy as np
 from virtualfocus.edge.errors import BackendError, InputError
 
+from .precision import ExecutionHint, parse_choice
+
 __all__ = ["Runner", "onnxruntime_runner", "openvino_runner", "time_runner", "time_runners"]
 
 Runner = Callable[[np.ndarray], np.ndarray]
 
-OV_PRECISIONS = ("default", "f32", "bf16", "f16")
+OV_PRECISIONS = tuple(h.value for h in ExecutionHint)
 
 
-def openvino_runner(path: str | os.PathLike[str] | Any, *, precision: str = "default", threads: int | None = None,
-                    shape: tuple[int, ...] | None = None) -> Runner:
+def openvino_runner(path: str | os.PathLike[str] | Any, *, precision: str | ExecutionHint = ExecutionHint.DEFAULT,
+                    threads: int | None = None, shape: tuple[int, ...] | None = None) -> Runner:
     """Compile an IR/ONNX file (or an ``openvino.Model``) on the CPU.
 
     Parameters
     ----------
-    precision : {"default", "f32", "bf16", "f16"}
+    precision : ExecutionHint or its value ("default", "f32", "bf16", "f16")
         ``INFERENCE_PRECISION_HINT``; "default" leaves OpenVINO's choice (bf16 on AVX-512 BF16 CPUs).
     threads : int, optional
         ``INFERENCE_NUM_THREADS``.
@@ -36,16 +38,15 @@ def openvino_runner(path: str | os.PathLike[str] | Any, *, precision: str = "def
     """
     import openvino as ov
 
-    if precision not in OV_PRECISIONS:
-        raise InputError(f"precision={precision!r}: expected one of {OV_PRECISIONS}")
+    hint = parse_choice(ExecutionHint, precision, what="precision")
     core = ov.Core()
     try:
         model = core.read_model(str(path)) if isinstance(path, (str, os.PathLike)) else path.clone()
         if shape is not None:
             model.reshape({model.inputs[0].get_any_name(): ov.PartialShape(list(shape))})
         config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
-        if precision != "default":
-            config["INFERENCE_PRECISION_HINT"] = precision
+        if hint is not ExecutionHint.DEFAULT:
+            config["INFERENCE_PRECISION_HINT"] = hint.value
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
         compiled = core.compile_model(model, "CPU", config)
@@ -57,8 +58,8 @@ def openvino_runner(path: str | os.PathLike[str] | Any, *, precision: str = "def
         request.infer({0: np.ascontiguousarray(x, dtype=np.float32)})
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
-    hint = compiled.get_property("INFERENCE_PRECISION_HINT")
-    run.execution_precision = hint.to_string() if hasattr(hint, "to_string") else str(hint)  # type: ignore[attr-defined]
+    used = compiled.get_property("INFERENCE_PRECISION_HINT")
+    run.execution_precision = used.to_string() if hasattr(used, "to_string") else str(used)  # type: ignore[attr-defined]
     return run
 
 

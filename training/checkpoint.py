@@ -20,9 +20,10 @@ Example
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ from virtualfocus.edge.errors import InputError, ModelLoadError
 from .config import RunState, TrainConfig, read_run_config
 from .registry import ModelSpec
 
-__all__ = ["CHECKPOINT_NAMES", "LoadedRun", "checkpoint_path", "load_checkpoint", "load_run", "save_checkpoint"]
+__all__ = ["CHECKPOINT_NAMES", "LoadedRun", "checkpoint_path", "fit_to_state_dict", "load_checkpoint", "load_run",
+           "save_checkpoint"]
 
 CHECKPOINT_NAMES = ("best", "last")
 
@@ -82,6 +84,38 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.d
     return data
 
 
+def fit_to_state_dict(module: Any, state: dict[str, Any]) -> Any:
+    """Resize the parameters/buffers of ``module`` to the shapes in ``state`` (structured pruning), then load it.
+
+    Only shapes change (convolution and normalisation widths); the module's wiring stays what its constructor
+    built, so a state that does not describe the same graph still fails in ``load_state_dict``.
+    """
+    for name, mod in module.named_modules():
+        prefix = f"{name}." if name else ""
+        for pname, p in list(mod.named_parameters(recurse=False)):
+            t = state.get(prefix + pname)
+            if t is not None and tuple(t.shape) != tuple(p.shape):
+                setattr(mod, pname, nn.Parameter(torch.empty_like(t), requires_grad=p.requires_grad))
+        for bname, b in list(mod.named_buffers(recurse=False)):
+            t = state.get(prefix + bname)
+            if b is not None and t is not None and tuple(t.shape) != tuple(b.shape):
+                mod._buffers[bname] = torch.empty_like(t)
+        w = getattr(mod, "weight", None)
+        if isinstance(mod, nn.ConvTranspose2d) and w is not None:
+            mod.in_channels, mod.out_channels = int(w.shape[0]), int(w.shape[1]) * mod.groups
+        elif isinstance(mod, nn.Conv2d) and w is not None:
+            mod.out_channels, mod.in_channels = int(w.shape[0]), int(w.shape[1]) * mod.groups
+        elif isinstance(mod, nn.modules.batchnorm._BatchNorm):
+            ref = mod.running_mean if mod.running_mean is not None else w
+            if ref is not None:
+                mod.num_features = int(ref.shape[0])
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelLoadError(f"pruned weights do not fit the architecture ({e})") from e
+    return module
+
+
 @dataclass
 class LoadedRun:
     """A trained network ready for export or distillation.
@@ -98,6 +132,10 @@ class LoadedRun:
     state : RunState
     path : Path
         The checkpoint file loaded.
+    pruned : bool
+        The weights are a structurally pruned version of the spec (a ``virtualfocus compress`` prune run).
+    compression : dict
+        The run's ``compression.json`` (recipe, teacher, measured sizes); empty for a training run.
     """
 
     spec: ModelSpec
@@ -106,27 +144,57 @@ class LoadedRun:
     step: int
     state: RunState
     path: Path
+    pruned: bool = False
+    compression: dict[str, Any] = field(default_factory=dict)
 
 
 def load_run(run_dir: str | os.PathLike[str], *, which: str = "best") -> LoadedRun:
-    """Load the ``best`` (default) or ``last`` checkpoint of a training run.
+    """Load the ``best`` (default) or ``last`` checkpoint of a training or ``virtualfocus compress`` run.
+
+    The one run loader (training's distance networks, compression's teachers and ``virtualfocus export`` all use
+    it). There is no silent fallback from ``best`` to ``last``: a run that never validated has only ``last.pt``,
+    and the error says to ask for it. Pruned weights (``"pruned": true`` in the checkpoint) are fitted to the
+    spec's architecture with :func:`fit_to_state_dict`.
 
     Raises
     ------
     ModelLoadError
-        Missing or invalid ``config.json``, missing or corrupt checkpoint, or weights that do not fit the spec;
-        the message names the file.
+        Missing or invalid ``config.json`` or ``compression.json``, missing or corrupt checkpoint, or weights
+        that do not fit the spec; the message names the file.
     """
     config, spec, state = read_run_config(run_dir)
     path = checkpoint_path(run_dir, which)
     if which == "best" and not path.is_file() and checkpoint_path(run_dir, "last").is_file():
         raise ModelLoadError(f"{path}: no such checkpoint (the run never validated: val_fraction=0 or stopped "
-                             "before the first validation); load which='last' instead")
+                             "before the first validation); load which='last' instead (virtualfocus export RUN "
+                             "--checkpoint last)")
     data = load_checkpoint(path)
-    net = spec.build()
     try:
-        net.load_state_dict(data["models"]["model"])
-    except (KeyError, RuntimeError) as e:
-        raise ModelLoadError(f"{path}: weights do not match the {spec.name} spec in config.json ({e})") from e
+        weights = data["models"]["model"]
+    except (KeyError, TypeError) as e:
+        raise ModelLoadError(f"{path}: no generator weights (models.model)") from e
+    net = spec.build()
+    pruned = bool(data.get("pruned", False))
+    if pruned:
+        fit_to_state_dict(net, weights)
+    else:
+        try:
+            net.load_state_dict(weights)
+        except RuntimeError as e:
+            raise ModelLoadError(f"{path}: weights do not match the {spec.name} spec in config.json ({e})") from e
     net.eval()
-    return LoadedRun(spec=spec, generator=net, config=config, step=int(data["step"]), state=state, path=path)
+    return LoadedRun(spec=spec, generator=net, config=config, step=int(data["step"]), state=state, path=path,
+                     pruned=pruned, compression=_compression_record(Path(run_dir)))
+
+
+def _compression_record(run: Path) -> dict[str, Any]:
+    cj = run / "compression.json"
+    if not cj.is_file():
+        return {}
+    try:
+        record = json.loads(cj.read_text())
+    except ValueError as e:
+        raise ModelLoadError(f"{cj}: not valid JSON ({e})") from e
+    if not isinstance(record, dict):
+        raise ModelLoadError(f"{cj}: expected a JSON object, got {type(record).__name__}")
+    return record

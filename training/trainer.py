@@ -39,7 +39,7 @@ from .checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from .config import RunState, TrainConfig, read_run_config, write_run_config
 from .datasets import DataSpec, StackPairDataset, ValidationDataset, load_sources, split_stacks
 from .registry import AutoencoderSpec, ModelSpec, RestorationSpec
-from .systems import make_system
+from .systems import ClassifierSystem, RestorationSystem, make_system
 
 __all__ = ["default_workers", "resolve_device", "train"]
 
@@ -259,16 +259,19 @@ def lr_factor(config: TrainConfig, step: int, elapsed_s: float) -> float:
     return factor
 
 
-def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resume: bool, device: torch.device,
-         dist: _Dist) -> RunState:
-    torch.manual_seed(config.seed)
-    batch = config.batch_size or spec.batch_size
-    crop = config.crop or spec.crop
-    pad = spec.pad_multiple
-    if crop % pad:
-        raise InputError(f"{spec.name}: crop {crop} is not a multiple of the network's pad multiple {pad}; "
-                         f"use --crop {max(pad, crop // pad * pad)}")
+@dataclasses.dataclass
+class _Loaders:
+    loader: DataLoader
+    sampler: _EpochSampler
+    val_loader: DataLoader | None
+    train_stacks: int
+    val_stacks: int
+    workers: int
 
+
+def _make_loaders(config: TrainConfig, spec: ModelSpec, *, crop: int, batch: int, device: torch.device,
+                  dist: _Dist) -> _Loaders:
+    """Training and validation loaders over the run's stacks (split by ``val_fraction``)."""
     refs = load_sources(config.data, preload_mb=config.preload_mb)
     train_refs, val_refs = split_stacks(refs, val_fraction=config.val_fraction, seed=config.seed)
     dspec = _data_spec(config, spec, crop)
@@ -291,7 +294,12 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
                          + (f" × {dist.world} processes" if dist.enabled else ""))
     val_loader = (DataLoader(val_set, batch_size=batch, shuffle=False, num_workers=0) if val_set is not None
                   else None)
+    return _Loaders(loader, sampler, val_loader, len(train_refs), len(val_refs), workers)
 
+
+def _make_system(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, *, resume: bool,
+                 device: torch.device, dist: _Dist) -> RestorationSystem | ClassifierSystem:
+    """The training system (networks, optimisers, losses), resumed from ``last`` when asked, wrapped for DDP."""
     system = make_system(spec, device=device, amp=config.amp, channels_last=config.channels_last,
                          seed=config.seed + 1000 * dist.rank)
     if resume:
@@ -309,6 +317,22 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
     if config.compile:
         system.compile()
     system.train()
+    return system
+
+
+def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resume: bool, device: torch.device,
+         dist: _Dist) -> RunState:
+    torch.manual_seed(config.seed)
+    batch = config.batch_size or spec.batch_size
+    crop = config.crop or spec.crop
+    pad = spec.pad_multiple
+    if crop % pad:
+        raise InputError(f"{spec.name}: crop {crop} is not a multiple of the network's pad multiple {pad}; "
+                         f"use --crop {max(pad, crop // pad * pad)}")
+
+    data = _make_loaders(config, spec, crop=crop, batch=batch, device=device, dist=dist)
+    loader, sampler, val_loader = data.loader, data.sampler, data.val_loader
+    system = _make_system(config, spec, run, state, resume=resume, device=device, dist=dist)
 
     writer = None
     csv_log = None
@@ -318,7 +342,7 @@ def _fit(config: TrainConfig, spec: ModelSpec, run: Path, state: RunState, resum
         csv_log = _CsvLog(run / "log.csv", ["step", "time_s", *system.loss_names, "lr_factor", *system.val_names])
         writer = _tensorboard(run)
         log.info("%s: %d train / %d validation stacks, batch %d, crop %d, device %s, %d worker(s)%s", spec.name,
-                 len(train_refs), len(val_refs), batch, crop, device, workers,
+                 data.train_stacks, data.val_stacks, batch, crop, device, data.workers,
                  f", DDP world {dist.world}" if dist.enabled else "")
 
     def save(which: str) -> None:

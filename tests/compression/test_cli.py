@@ -63,3 +63,15 @@ def test_recipe_not_fitting_teacher(teacher_run: Path, tmp_path: Path):
     with pytest.raises(InputError, match="does not fit"):
         compress(teacher_run, bad, tmp_path / "s")
     assert not (tmp_path / "s").exists()
+
+
+def test_export_takes_best_unless_last_is_asked_for(teacher_run: Path, tmp_path: Path, capsys):
+    # the one run loader: no silent fallback from best to last
+    best = teacher_run / "checkpoints" / "best.pt"
+    best.rename(teacher_run / "checkpoints" / "last.pt")
+    out = tmp_path / "models" / "from-last"
+    assert export_main([str(teacher_run), "--out", str(out), "--precisions", "fp32", *EXPORT_TINY]) == 2
+    assert "which='last'" in capsys.readouterr().err and not out.exists()
+    assert export_main([str(teacher_run), "--checkpoint", "last", "--out", str(out), "--precisions", "fp32",
+                        *EXPORT_TINY]) == 0
+    assert Manifest.load(out).training["checkpoint"].endswith("last.pt")

@@ -90,10 +90,30 @@ def test_int8_files_run_and_psnr_drop_measured(exported: Path):
         assert info["samples"] > 0 and info["attempts"][0]["ignored_scope"] == []  # auto: all-INT8 tried first
         assert len(info["attempts"][-1]["ignored_scope"]) == (0 if info["attempts"][0]["verdict"]["passed"] else 2)
         assert "psnr_drop_db" in info["verdict"] and "fr_change" in info["verdict"]
-    if (exported / "model-int8.xml").exists():
-        assert openvino_runner(exported / "model-int8.xml")(x).shape == x.shape
-    if (exported / "model-int8.onnx").exists():
-        assert onnxruntime_runner(exported / "model-int8.onnx")(x).shape == x.shape
+    listed = {f.path: f for f in m.files}
+    for backend, rel, runner in (("openvino", "model-int8.xml", openvino_runner),
+                                 ("onnxruntime", "model-int8.onnx", onnxruntime_runner)):
+        info = m.compression["int8"][backend]
+        float_q, int8_q = m.quality[f"{backend}/fp32"], m.quality[f"{backend}/int8"]
+        # the verdict is the recorded quality of both files, compared with the recorded limits
+        assert info["verdict"]["psnr_drop_db"] == pytest.approx(float_q["psnr"] - int8_q["psnr"], abs=1e-3)
+        assert info["verdict"]["fr_change"] == pytest.approx(abs(float_q["fr"] - int8_q["fr"]), abs=1e-4)
+        assert info["verdict"]["passed"] == (info["verdict"]["psnr_drop_db"] <= info["verdict"]["max_psnr_drop_db"]
+                                             and info["verdict"]["fr_change"] <= info["verdict"]["max_fr_change"])
+        faster = m.latency_ms[f"{backend}/int8"]["p50"] < m.latency_ms[info["sibling"]]["p50"]
+        assert info["faster_than_sibling"] == faster
+        keep = faster and info["verdict"]["passed"]
+        # kept ⇔ faster and good enough; a kept file is listed, hashed and runs; a dropped one is gone, explained
+        assert (exported / rel).exists() == keep == (rel in listed), (backend, info, m.compression["dropped"])
+        if keep:
+            assert listed[rel].precision == "int8" and listed[rel].sha256
+            y8, y32 = runner(exported / rel)(x), onnxruntime_runner(exported / "model.onnx")(x)
+            assert y8.shape == x.shape and np.isfinite(y8).all()
+            assert 0 < relative_error(y32, y8) < 0.5  # quantised (not the float graph), yet the same model
+        else:
+            reason = m.compression["dropped"][rel]
+            assert ("not faster" in reason) == (not faster) and ("over the limits" in reason) == (
+                not info["verdict"]["passed"])
 
 
 def test_tampered_file_is_detected(exported: Path, tmp_path: Path):

@@ -37,8 +37,16 @@ def test_eval_is_deterministic_and_train_mode_uses_dropout() -> None:
     torch.manual_seed(0)
     g = UNetGenerator(filters=4, levels=4)
     x = torch.rand(2, 3, 32, 32) * 2 - 1
+    twin = UNetGenerator(filters=4, levels=4)
+    twin.load_state_dict(g.state_dict())
     g.eval()
-    assert torch.equal(g(x), g(x))
+    twin.eval()
+    with torch.no_grad():
+        out = g(x)
+        torch.manual_seed(1)  # a different random state: eval output must not depend on it
+        assert torch.equal(out, twin(x))
+        twin.train()
+        assert not torch.equal(out, twin(x))  # the same comparison fails when dropout is on
     g.train()
     assert not torch.equal(g(x), g(x))  # dropout 0.5 on the innermost decoder blocks
 
