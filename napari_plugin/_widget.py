@@ -1,0 +1,200 @@
+"""The "Restore defocus" dock widget.
+
+Pick an image layer and a shipped model, press Restore: every 2-D plane (with its RGB channels) goes through
+:class:`virtualfocus.edge.FocusRuntime` in a worker thread, a progress bar counts planes, Cancel stops between
+planes (no layer is added then; napari keeps running), and a new layer ``<name> restored`` with the input's shape and dtype appears.
+The table lists each plane's status, estimated defocus and trust; untrusted planes are shown in red, and the
+same rows are kept in the new layer's ``metadata["virtualfocus"]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["RestoreWidget", "iter_restore", "restore_planes"]
+
+
+def _check_layer(layer: Any) -> str | None:
+    """Why ``layer`` cannot be restored (a sentence for the widget), or None."""
+    from napari.layers import Image
+
+    if layer is None:
+        return "Select an image layer to restore."
+    if not isinstance(layer, Image):
+        return f"“{layer.name}” is a {type(layer).__name__} layer; select an image layer."
+    data = np.asarray(layer.data) if not hasattr(layer.data, "shape") else layer.data
+    spatial = data.shape[-3:-1] if layer.rgb else data.shape[-2:]
+    if min(spatial) < 16:
+        return f"“{layer.name}” is {'×'.join(map(str, spatial))} pixels; captures need at least 16×16."
+    if getattr(layer, "multiscale", False):
+        return f"“{layer.name}” is a multiscale (pyramid) layer; open its full-resolution level as one layer."
+    return None
+
+
+def iter_restore(runtime: Any, data: np.ndarray, *, rgb: bool
+                 ) -> Generator[tuple[int, int], None, tuple[np.ndarray, list[dict[str, Any]]]]:
+    """Restore every 2-D plane of ``data`` (leading axes = z, t, …; last axis RGB(A) when ``rgb``), yielding
+    ``(planes done, planes)`` after each; returns the restored array (same shape and dtype) and one row per plane:
+    ``index`` (leading-axis position), ``status``, ``defocus_um``, ``signed`` (False: a magnitude, sign unknown),
+    ``trusted``, ``message``.
+
+    A generator so that a napari worker can report progress and stop between planes (``worker.quit()``).
+    """
+    arr = np.asarray(data)
+    lead = arr.shape[:-3] if rgb else arr.shape[:-2]
+    planes = arr.reshape(-1, *arr.shape[len(lead):])
+    out = np.empty_like(planes)
+    rows: list[dict[str, Any]] = []
+    for k, plane in enumerate(planes):
+        frame = runtime.restore(np.ascontiguousarray(plane))
+        out[k] = frame.image
+        rows.append({"index": [int(i) for i in np.unravel_index(k, lead)] if lead else [],
+                     "status": frame.status.value,
+                     "defocus_um": None if frame.defocus_um is None else round(float(frame.defocus_um), 3),
+                     "signed": bool(frame.defocus is not None and frame.defocus.signed),
+                     "trusted": frame.trusted, "message": frame.message})
+        yield k + 1, len(planes)
+    return out.reshape(arr.shape), rows
+
+
+def restore_planes(runtime: Any, data: np.ndarray, *, rgb: bool) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """:func:`iter_restore` run to the end (scripts, notebooks)."""
+    gen = iter_restore(runtime, data, rgb=rgb)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as e:
+            return e.value
+
+
+def _shipped_names() -> list[str]:
+    from virtualfocus.edge.models import shipped
+
+    s = shipped()
+    return list(dict.fromkeys([s.default, *s.ladder]))
+
+
+class RestoreWidget:
+    """Factory napari calls with the viewer; returns the Qt widget (see module notes)."""
+
+    def __new__(cls, napari_viewer: Any) -> Any:  # npe2 widget contributions may be any callable returning a widget
+        return _make_widget(napari_viewer)
+
+
+def _make_widget(viewer: Any) -> Any:
+    from qtpy.QtGui import QColor
+    from qtpy.QtWidgets import (
+        QComboBox,
+        QLabel,
+        QProgressBar,
+        QPushButton,
+        QTableWidget,
+        QTableWidgetItem,
+        QVBoxLayout,
+        QWidget,
+    )
+
+    w = QWidget()
+    w.setObjectName("virtualfocus-restore")
+    lay = QVBoxLayout(w)
+    layer_box, model_box = QComboBox(), QComboBox()
+    model_box.addItems(_shipped_names())
+    run_btn, cancel_btn = QPushButton("Restore"), QPushButton("Cancel")
+    cancel_btn.setEnabled(False)
+    bar, status = QProgressBar(), QLabel("")
+    status.setWordWrap(True)
+    table = QTableWidget(0, 4)
+    table.setHorizontalHeaderLabels(["plane", "status", "defocus µm", "trusted"])
+    for label, widget in (("Image layer", layer_box), ("Model", model_box)):
+        lay.addWidget(QLabel(label))
+        lay.addWidget(widget)
+    for widget in (run_btn, cancel_btn, bar, status, table):
+        lay.addWidget(widget)
+    state: dict[str, Any] = {"worker": None}
+
+    def refresh(*_: Any) -> None:
+        current = layer_box.currentText()
+        layer_box.clear()
+        layer_box.addItems([layer.name for layer in viewer.layers])
+        if current in [layer.name for layer in viewer.layers]:
+            layer_box.setCurrentText(current)
+
+    def fill(rows: list[dict[str, Any]]) -> None:
+        table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            vals = [",".join(map(str, row["index"])) or "0", row["status"],
+                    "" if row["defocus_um"] is None else (f"{row['defocus_um']:+.2f}" if row["signed"]
+                                                          else f"|{row['defocus_um']:.2f}|"),
+                    {True: "yes", False: "NO", None: "–"}[row["trusted"]]]
+            for c, v in enumerate(vals):
+                item = QTableWidgetItem(v)
+                if row["trusted"] is False:
+                    item.setForeground(QColor("red"))
+                table.setItem(r, c, item)
+
+    def done(result: tuple[Any, Any, np.ndarray, list[dict[str, Any]]]) -> None:
+        layer, model, out, rows = result
+        meta = {"virtualfocus": {"model": model, "source_layer": layer.name, "planes": rows}}
+        viewer.add_image(out, name=f"{layer.name} restored", rgb=layer.rgb, scale=layer.scale,
+                         translate=layer.translate, metadata=meta)
+        fill(rows)
+        untrusted = sum(r["trusted"] is False for r in rows)
+        status.setText(f"Restored {len(rows)} plane(s) with {model}"
+                       + (f"; {untrusted} outside the trusted defocus range (red)" if untrusted else "") + ".")
+
+    def finished() -> None:
+        run_btn.setEnabled(True)
+        cancel_btn.setEnabled(False)
+        state["worker"] = None
+
+    def start() -> None:
+        from napari.qt.threading import create_worker
+
+        layer = viewer.layers.get(layer_box.currentText(), None)
+        why = _check_layer(layer)
+        if why is not None:
+            status.setText(why)
+            return
+        model = model_box.currentText() or None
+        data, rgb = np.asarray(layer.data), bool(layer.rgb)
+
+        def job() -> Generator[tuple[int, int], None, Any]:
+            from virtualfocus.edge import FocusRuntime
+
+            with FocusRuntime.load(model, budget_ms=1e9, ladder=False) as rt:
+                out, rows = yield from iter_restore(rt, data, rgb=rgb)
+            return layer, model, out, rows
+
+        worker = create_worker(job)
+        def show_progress(done_total: tuple[int, int]) -> None:
+            bar.setMaximum(done_total[1])
+            bar.setValue(done_total[0])
+
+        worker.yielded.connect(show_progress)
+        worker.returned.connect(done)
+        worker.aborted.connect(lambda: status.setText("Cancelled: no layer added."))
+        worker.errored.connect(lambda e: status.setText(f"Could not restore “{layer.name}”: {e}"))
+        worker.finished.connect(finished)
+        state["worker"] = worker
+        run_btn.setEnabled(False)
+        cancel_btn.setEnabled(True)
+        status.setText(f"Restoring “{layer.name}” with {model or 'the default model'}…")
+        bar.setValue(0)
+        worker.start()
+
+    def stop() -> None:
+        if state["worker"] is not None:
+            state["worker"].quit()
+
+    run_btn.clicked.connect(start)
+    cancel_btn.clicked.connect(stop)
+    viewer.layers.events.inserted.connect(refresh)
+    viewer.layers.events.removed.connect(refresh)
+    refresh()
+    w.start, w.stop, w.layer_box, w.model_box = start, stop, layer_box, model_box  # for scripts and tests
+    w.status_label, w.table, w.progress = status, table, bar
+    w.worker = lambda: state["worker"]
+    return w
