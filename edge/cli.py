@@ -52,6 +52,7 @@ def cmd_restore(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     from .imageio import read_image, write_image_atomic
+    from .policy import describe_untrusted
     from .runtime import FocusRuntime
 
     files = _expand_inputs(args.inputs)
@@ -83,8 +84,9 @@ def cmd_restore(argv: list[str]) -> int:
         if frame.trusted is False:
             untrusted += 1
             lo, hi = rt.trusted_range(next((e for e in rt.engines if e is not None and e.name == frame.variant), None))
-            print(f"warning: {f}: estimated defocus {frame.defocus_um:+.2f} µm is outside {frame.variant}'s trusted range "
-                  f"{lo:+.1f}…{hi:+.1f} µm; restored, but do not rely on the output", file=sys.stderr)
+            assert frame.defocus is not None
+            print(f"warning: {f}: {describe_untrusted(frame.defocus, (lo, hi), model=frame.variant)}; restored, but do "
+                  "not rely on the output", file=sys.stderr)
         results.append({"input": str(f), "output": str(target), "ok": True, "status": frame.status.value,
                         "latency_ms": round(frame.latency_ms, 3), "variant": frame.variant,
                         "defocus_um": None if frame.defocus_um is None else round(frame.defocus_um, 4),

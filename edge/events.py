@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .runtime import RestoredFrame
+    from .frames import RestoredFrame
 
 __all__ = [
     "BackendFailed",

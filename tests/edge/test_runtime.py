@@ -483,7 +483,7 @@ def test_restoration_gain_flags_untrusted_captures_without_a_classifier(identity
         rt.events.connect(UntrustedCapture, seen.append)
         frame = rt.restore(img)
     assert frame.status is FrameStatus.RESTORED and frame.trusted is False
-    assert frame.defocus_um == pytest.approx(1.6) and "|1.60| µm is outside the trusted range" in frame.message
+    assert frame.defocus_um == pytest.approx(1.6) and "magnitude 1.60 µm exceeds 0.80 µm, the nearer bound of the trusted range" in frame.message
     assert len(seen) == 1 and seen[0].signed is False
 
 
