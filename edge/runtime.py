@@ -51,7 +51,6 @@ import numpy as np
 
 from . import lifecycle
 from .backends import PRECISIONS
-from .classifier import DefocusClassifier
 from .defocus import DefocusEstimator
 from .engine import ModelEngine, engine_from_source
 from .errors import BackendError, InputError, ModelLoadError
@@ -68,8 +67,8 @@ from .events import (
 )
 from .frames import PASSTHROUGH, FrameStatus, RestoredFrame
 from .guard import LatencyGuard
+from .loading import in_focus_band, load_estimator, load_ladder
 from .manifest import InputContract, Manifest
-from .models import resolve_model, shipped
 from .policy import Capture, FocusPolicy, Judgement, estimator_label, trusted_range
 from .preprocess import validate_image
 
@@ -279,7 +278,7 @@ class FocusRuntime:
         queue_size: int = 16,
         in_focus_threshold: float | None = None,
         contract: InputContract | None = None,
-        max_tile: int = 1024,
+        max_tile: int = 2048,
         warmup: int = 20,
         warmup_shape: tuple[int, ...] | None = None,
         warmup_dtype: str = "uint8",
@@ -308,6 +307,9 @@ class FocusRuntime:
             ``model`` and pass-through. A sequence names the lower rungs explicitly.
         fallback : bool
             If ``model`` cannot be loaded (missing, tampered), load the next variant of the ladder instead of raising.
+        max_tile : int
+            Captures larger than this on a side are restored in overlapping tiles (default 2048: a 1920×1200 scan
+            image runs whole).
         warmup : int
             Frames run at load to warm up and measure p50/p95 (at least 5 are used for the report).
         warmup_shape : (height, width) or (height, width, channels), optional
@@ -339,10 +341,10 @@ class FocusRuntime:
             A ``defocus_estimator`` value of another kind.
         """
         t0 = time.perf_counter()
-        engines = _load_ladder(model, ladder=ladder, fallback=fallback, contract=contract, backend=backend,
+        engines = load_ladder(model, ladder=ladder, fallback=fallback, contract=contract, backend=backend,
                                threads=threads, precision=precision, max_tile=max_tile)
-        estimator = _load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
-        band = _in_focus_band(in_focus_band_um, estimator, defocus_estimator)
+        estimator = load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
+        band = in_focus_band(in_focus_band_um, estimator, defocus_estimator)
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
                  in_focus_threshold=in_focus_threshold, defocus_estimator=estimator, in_focus_band_um=band,
                  pass_in_focus=pass_in_focus)
@@ -639,78 +641,3 @@ class FocusRuntime:
 
     def __repr__(self) -> str:
         return f"FocusRuntime(variant={self.variant!r}, ladder={self.ladder}, budget_ms={self.budget_ms:g})"
-
-
-def _load_ladder(model: str | os.PathLike[str] | None, *, ladder: bool | Sequence[str], fallback: bool,
-                 contract: InputContract | None, backend: str | None, threads: int | None, precision: str,
-                 max_tile: int) -> list[ModelEngine]:
-    """The engines of ``FocusRuntime.load``'s ladder, best first (see there)."""
-    names: list[str | os.PathLike[str] | None] = [model]
-    if ladder is not False:
-        try:
-            ship = shipped()
-            order = list(ship.ladder)
-        except ModelLoadError:
-            ship, order = None, []
-        if isinstance(ladder, Sequence) and not isinstance(ladder, str):
-            names += list(ladder)
-        else:
-            first = model if model is not None else (ship.default if ship else None)
-            if isinstance(first, str) and first in order:
-                names += order[order.index(first) + 1 :]
-    engines: list[ModelEngine] = []
-    for i, name in enumerate(names):
-        try:
-            src = resolve_model(name, contract=contract)
-            engines.append(engine_from_source(src, backend=backend, threads=threads, precision=precision,
-                                              max_tile=max_tile, overlap=32))
-        except ModelLoadError as e:
-            if i == 0 and not fallback:
-                raise
-            log.warning("virtualfocus: could not load %s (%s); %s", name, e,
-                        "using the next variant" if i == 0 else "dropping this rung")
-    if not engines:
-        raise ModelLoadError(f"no variant of {names} could be loaded; see the warnings above")
-    return engines
-
-
-def _in_focus_band(value: Any, estimator: DefocusEstimator | None, spec: Any) -> tuple[float, float] | None:
-    """Resolve ``FocusRuntime.load(in_focus_band_um=...)``: "auto" takes shipped.json's band with the shipped
-    estimator only."""
-    if not isinstance(value, str):
-        return value  # type: ignore[no-any-return]
-    if value != "auto":
-        raise InputError(f"in_focus_band_um={value!r}; expected 'auto', None or (low, high) in µm")
-    if estimator is None or not (isinstance(spec, str) and spec == "auto"):
-        return None
-    try:
-        return shipped().in_focus_band_um
-    except ModelLoadError:
-        return None
-
-
-def _load_estimator(spec: Any, *, backend: str | None, threads: int | None, precision: str) -> DefocusEstimator | None:
-    """Resolve ``FocusRuntime.load(defocus_estimator=...)`` (see there)."""
-    if spec is None or spec is False:
-        return None
-    # The estimator runs its own full-precision file; only an OpenVINO execution hint carries over.
-    prec = precision if precision in ("f32", "bf16", "f16") else "default"
-    if isinstance(spec, str) and spec == "auto":
-        try:
-            name = shipped().defocus_estimator
-        except ModelLoadError:
-            return None
-        if name is None:
-            return None
-        try:
-            return DefocusClassifier.load(name, backend=backend, threads=threads, precision=prec)
-        except (ModelLoadError, BackendError) as e:
-            log.warning("virtualfocus: could not load the shipped defocus estimator %s (%s); captures are not checked "
-                        "against the trusted range", name, e)
-            return None
-    if isinstance(spec, (str, os.PathLike)):
-        return DefocusClassifier.load(spec, backend=backend, threads=threads, precision=prec)
-    if callable(getattr(spec, "estimate", None)):
-        return spec  # type: ignore[no-any-return]
-    raise InputError(f"defocus_estimator={spec!r}: expected 'auto', None, False, a defocus model folder, or an object "
-                     "with estimate(image, key=...)")
