@@ -155,8 +155,8 @@ def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
     y = ops.slice(y, ops.constant(np.array([top, left], np.int64)),
                   ops.constant(np.array([ph - bottom, pw - right], np.int64)),
                   ops.constant(np.array([1, 1], np.int64)), ops.constant(np.array([2, 3], np.int64)))
-    unit = ops.clamp(ops.multiply(ops.subtract(y, ops.constant(f32(lo))), ops.constant(f32(1.0 / (hi - lo)))),
-                     0.0, 1.0)
+    raw = ops.multiply(ops.subtract(y, ops.constant(f32(lo))), ops.constant(f32(1.0 / (hi - lo))))
+    unit = ops.clamp(raw, 0.0, 1.0)
     img = ops.reduce_mean(unit, ops.constant(np.array([1], np.int64)), True) if spec.planes == 1 and \
         spec.model_channels == 3 else unit
     img = ops.round(ops.multiply(img, ops.constant(f32(spec.scale))), "half_to_even")
@@ -166,7 +166,7 @@ def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
     model.results[0].input(0).replace_source_output(img.output(0))
     model.replace_parameter(0, param)
     if spec.focus_channel >= 0:
-        model.add_results([ops.result(_focus_plane(ops, unit, spec))])
+        model.add_results([ops.result(_focus_plane(ops, raw, spec))])  # unclipped, as the numpy path measures
     model.validate_nodes_and_infer_types()
     return model
 

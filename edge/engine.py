@@ -123,17 +123,12 @@ class ModelEngine:
     # -- the capture path ----------------------------------------------------------------------------------------
     def capture_spec(self, image: np.ndarray, *, bit_depth: int | None = None,
                      focus: bool = False) -> CaptureSpec | None:
-        """The in-graph description of ``image`` (a validated capture), or None when the numpy path must run it."""
+        """The direct-path description of ``image`` (a validated uint8/uint16 gray or RGB capture that needs no
+        tiling), or None when the unit-space path must run it."""
         c = self.contract
         if not self.in_graph or c.inputs != 1 or self._static is not None:
             return None
-        if not callable(getattr(self.backend, "run_capture", None)):
-            return None
         if image.dtype not in (np.uint8, np.uint16) or (image.ndim == 3 and image.shape[2] not in (1, 3)):
-            return None
-        if image.dtype == np.uint16 and getattr(self.backend, "precision", "") != "f32":
-            # At OpenVINO's default bf16 the in-graph scaling back to 12–16 bits would cost up to 16 levels;
-            # 8-bit output is exact either way.
             return None
         h, w = image.shape[:2]
         if self.tiler.needs_tiling(h, w):
@@ -163,7 +158,10 @@ class ModelEngine:
             cold = key not in self._warm
             self._warm.add(key)
             try:
-                out, f = self.backend.run_capture(spec, image)  # type: ignore[attr-defined]
+                if self._in_graph(spec):
+                    out, f = self.backend.run_capture(spec, image)  # type: ignore[attr-defined]
+                else:
+                    out, f = self._run_direct(spec, image)
             except BackendError as e:
                 self._switch(e)
                 return self.restore(capture, bit_depth=bit_depth, focus=focus)  # on the fallback's own path
@@ -180,6 +178,46 @@ class ModelEngine:
         shape = (height, width) if channels == 1 else (height, width, channels)
         frame: np.ndarray = np.full(shape, 128, dtype)
         self.restore(Capture(frame), focus=focus)
+
+    def _in_graph(self, spec: CaptureSpec) -> bool:
+        if not callable(getattr(self.backend, "run_capture", None)):
+            return False
+        # At OpenVINO's default bf16 the in-graph scaling back to 12–16 bits would cost up to 16 levels; 8-bit
+        # output is exact either way.
+        return spec.dtype == "uint8" or getattr(self.backend, "precision", "") == "f32"
+
+    def _run_direct(self, spec: CaptureSpec, image: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """The fastest path outside a graph (ONNX Runtime): pad in the capture's own dtype, one fused
+        scale-and-transpose into the model's NCHW floats (``cv2.dnn.blobFromImage``), and one pass back."""
+        import cv2
+
+        lo, hi = spec.value_range
+        x = image if image.ndim == 3 else image[..., None]
+        if any(spec.pads):
+            mode = cv2.BORDER_REFLECT_101 if spec.reflect else cv2.BORDER_REPLICATE
+            x = cv2.copyMakeBorder(x, *spec.pads, borderType=mode)
+            x = x if x.ndim == 3 else x[..., None]
+        if spec.clip_input:
+            x = np.minimum(x, np.uint16(spec.scale))
+        k = (hi - lo) / spec.scale
+        blob = cv2.dnn.blobFromImage(x, scalefactor=k, mean=(-lo / k,) * 3, swapRB=False, crop=False,
+                                     ddepth=cv2.CV_32F)
+        if spec.planes == 1 and spec.model_channels == 3:
+            blob = np.repeat(blob, 3, axis=1)
+        y = np.asarray(self.backend.run(blob))
+        top, bottom, left, right = spec.pads
+        ph, pw = spec.padded
+        y = y.reshape(y.shape[-3:])[:, top : ph - bottom, left : pw - right]  # C×H×W, a view
+        f = None
+        if spec.focus_channel >= 0:
+            f = focus_energy((y[spec.focus_channel] - np.float32(lo)) * np.float32(255.0 / (hi - lo)))
+        if spec.planes == 1 and y.shape[0] != 1:
+            y = y.mean(axis=0, keepdims=True)
+        out = np.empty((spec.height, spec.width, y.shape[0]), np.float32)
+        np.subtract(y.transpose(1, 2, 0), np.float32(lo), out=out)
+        out *= np.float32(spec.scale / (hi - lo))
+        np.clip(out, 0.0, spec.scale, out=out)
+        return np.rint(out, out=out).astype(spec.dtype), f
 
     # -- the numpy path ------------------------------------------------------------------------------------------
     def _run_tile(self, unit: np.ndarray) -> np.ndarray:

@@ -160,7 +160,9 @@ def test_guard_steps_down_the_ladder_and_emits_events(identity_model):
     rt.events.connect(FallbackEngaged, seen.append)
     img = np.full((64, 64, 3), 128, np.uint8)
     statuses = [rt.restore(img) for _ in range(30)]
-    assert statuses[0].variant == "quality" and statuses[-1].variant == "fast"
+    variants = [f.variant for f in statuses]
+    # "fast" itself may step down further when a loaded machine stalls it: the test is about leaving "quality".
+    assert variants[0] == "quality" and "fast" in variants and variants[-1] != "quality"
     assert any(isinstance(e, BudgetExceededEvent) and e.variant == "quality" for e in seen)
     assert any(isinstance(e, FallbackEngaged) and e.to_variant == "fast" for e in seen)
 
@@ -246,7 +248,7 @@ def test_backend_failure_without_fallback_delivers_raw_and_worker_survives(ident
 
 
 def test_rejected_input_in_submit_is_delivered_as_given(identity_model):
-    rt = FocusRuntime.load(identity_model, warmup=5)
+    rt = FocusRuntime.load(identity_model, warmup=5, deadline_ms=10_000)  # the 40×40 frame compiles a new shape
     bad = np.zeros((3, 3), np.uint8)
     r = rt.submit(bad, meta={"i": 0}).result(timeout=10)
     ok = rt.submit(np.zeros((40, 40), np.uint8)).result(timeout=10)
