@@ -268,7 +268,7 @@ def test_close_without_drain_resolves_every_pending_future(identity_model):
 
 
 def test_failing_listener_is_logged_not_raised(identity_model, caplog):
-    rt = FocusRuntime.load(identity_model, warmup=5)
+    rt = FocusRuntime.load(identity_model, warmup=5, deadline_ms=10_000)  # its 32×32 frame compiles a new shape
     got = []
 
     def bad(_ev):
