@@ -126,7 +126,7 @@ def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
     """``model`` (NCHW float in ``value_range``) wrapped so that it takes the capture as it is and gives it back.
 
     In: 1×H×W×planes of the capture's dtype. Out 0: the restored capture, same shape and dtype (clipped, rounded
-    half to even like numpy). Out 1 (when ``focus_channel`` ≥ 0): that restored channel in unit space, 1×1×H×W.
+    half to even like numpy). Out 1 (when ``focus_channel`` ≥ 0): that channel of the cropped model output.
     """
     import openvino.opset13 as ops
 
@@ -155,8 +155,8 @@ def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
     y = ops.slice(y, ops.constant(np.array([top, left], np.int64)),
                   ops.constant(np.array([ph - bottom, pw - right], np.int64)),
                   ops.constant(np.array([1, 1], np.int64)), ops.constant(np.array([2, 3], np.int64)))
-    raw = ops.multiply(ops.subtract(y, ops.constant(f32(lo))), ops.constant(f32(1.0 / (hi - lo))))
-    unit = ops.clamp(raw, 0.0, 1.0)
+    unit = ops.clamp(ops.multiply(ops.subtract(y, ops.constant(f32(lo))), ops.constant(f32(1.0 / (hi - lo)))),
+                     0.0, 1.0)
     img = ops.reduce_mean(unit, ops.constant(np.array([1], np.int64)), True) if spec.planes == 1 and \
         spec.model_channels == 3 else unit
     img = ops.round(ops.multiply(img, ops.constant(f32(spec.scale))), "half_to_even")
@@ -166,16 +166,18 @@ def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
     model.results[0].input(0).replace_source_output(img.output(0))
     model.replace_parameter(0, param)
     if spec.focus_channel >= 0:
-        model.add_results([ops.result(_focus_plane(ops, raw, spec))])  # unclipped, as the numpy path measures
+        model.add_results([ops.result(_focus_plane(ops, y, spec))])  # the model's own output: unclipped
     model.validate_nodes_and_infer_types()
     return model
 
 
-def _focus_plane(ops: Any, unit: Any, spec: CaptureSpec) -> Any:
-    """The restored focus channel in unit space (1×1×H×W float): F is measured on it in numpy. Computing F inside
-    the graph as well was tried: its five shifted slices cost more there than the two subtractions cost in numpy."""
+def _focus_plane(ops: Any, y: Any, spec: CaptureSpec) -> Any:
+    """The model's output channel the focus measure F looks at (1×1×H×W, cropped, in the model's value range); F is
+    measured on it in numpy. Computing F inside the graph was tried: its five shifted slices cost more there than
+    the two subtractions cost in numpy, and taking the plane after the post-processing kept the CPU plugin from
+    fusing it."""
     c = spec.focus_channel
-    return ops.slice(unit, ops.constant(np.array([c], np.int64)), ops.constant(np.array([c + 1], np.int64)),
+    return ops.slice(y, ops.constant(np.array([c], np.int64)), ops.constant(np.array([c + 1], np.int64)),
                      ops.constant(np.array([1], np.int64)), ops.constant(np.array([1], np.int64)))
 
 
@@ -307,7 +309,10 @@ class OpenVINOBackend:
                 req.infer({0: x}, share_inputs=True)  # type: ignore[attr-defined]
                 out = np.array(req.get_output_tensor(0).data, copy=True)  # type: ignore[attr-defined]
                 plane = req.get_output_tensor(1).data if spec.focus_channel >= 0 else None  # type: ignore[attr-defined]
-                f = focus_energy(plane[0, 0] * np.float32(255.0)) if plane is not None else None
+                # F is quadratic in the plane's scale and blind to its offset (the filter taps sum to 0): F of
+                # the model's output plane × (255 / (hi − lo))² is F of the restored plane on the 0..255 scale.
+                lo, hi = spec.value_range
+                f = focus_energy(plane[0, 0]) * (255.0 / (hi - lo)) ** 2 if plane is not None else None
             except Exception as e:
                 raise BackendError(f"{self.name}: OpenVINO inference failed ({e})") from e
         return out, f
