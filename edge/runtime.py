@@ -313,8 +313,8 @@ class FocusRuntime:
         warmup : int
             Frames run at load to warm up and measure p50/p95 (at least 5 are used for the report).
         warmup_shape : (height, width) or (height, width, channels), optional
-            Also compile every rung for captures of this size (uint8 unless ``warmup_dtype`` says otherwise), so
-            that the first real frame is not the compile.
+            Also compile every rung for captures of this size (RGB for (H, W); (H, W, 1) for a gray camera; uint8
+            unless ``warmup_dtype`` says otherwise), so that the first real frame is not the compile.
         warmup_dtype : str
             dtype of the captures ``warmup_shape`` prepares for ("uint8" or "uint16").
         defocus_estimator : "auto", None, False, path or estimator
@@ -356,13 +356,14 @@ class FocusRuntime:
         return rt
 
     def warm(self, shape: tuple[int, ...], *, dtype: str = "uint8") -> None:
-        """Compile every rung for captures of ``shape`` ((H, W) gray or (H, W, C)) now (see ``warmup_shape``)."""
+        """Compile every rung for captures of ``shape`` now (see ``warmup_shape``): (H, W) or (H, W, 3) for RGB,
+        (H, W, 1) for gray captures (2-D or H×W×1 alike)."""
         if len(shape) not in (2, 3) or min(shape[:2]) < 1:
             raise InputError(f"warmup_shape={shape}: expected (height, width) or (height, width, channels)")
         if dtype not in ("uint8", "uint16"):
             raise InputError(f"warmup_dtype={dtype!r}: expected 'uint8' or 'uint16'")
         h, w = int(shape[0]), int(shape[1])
-        channels = int(shape[2]) if len(shape) == 3 else 1
+        channels = int(shape[2]) if len(shape) == 3 else 3  # (H, W): an RGB camera; gray ones say (H, W, 1)
         for eng in self.engines:
             if eng is not None:
                 for _ in range(2):  # the compile, then the first run's own allocations
