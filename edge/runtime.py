@@ -34,6 +34,7 @@ Guarantees
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -112,7 +113,12 @@ class _Schedule:
 def _work(sched: _Schedule) -> None:
     """Worker thread: restore queued frames until the end-of-queue marker."""
     while True:
-        job = sched.queue.get()
+        try:
+            job = sched.queue.get(timeout=0.5)
+        except queue.Empty:
+            if sched.closed:
+                return  # closed or collected, and nothing left to do
+            continue
         if job is None:
             return
         rt = job.owner
@@ -150,7 +156,9 @@ def _shutdown(sched: _Schedule, worker: threading.Thread | None) -> None:
         sched.closed = True
         sched.cv.notify_all()
     if worker is not None:
-        sched.queue.put(None)
+        # Never block here: this may run on the worker itself, with frames already delivered late still queued.
+        with contextlib.suppress(queue.Full):
+            sched.queue.put_nowait(None)
 
 
 @dataclass(frozen=True)

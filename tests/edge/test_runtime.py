@@ -493,3 +493,11 @@ def test_bad_focus_gain_calibration_is_refused_at_load(identity_model):
     _with_focus_gain(identity_model, levels_um=[0.0, 0.2], gain=[1.0])
     with pytest.raises(ModelLoadError, match=r"focus_gain.*same length"):
         Manifest.load(identity_model)
+
+
+def test_load_report_says_when_there_is_no_budget():
+    from virtualfocus.edge.runtime import LoadReport
+
+    batch = LoadReport("v", "openvino", 10.0, 5.0, 1.0, 2.0, 1e9, True)
+    assert "no latency budget" in str(batch) and "1e+09" not in str(batch)
+    assert "(budget 70 ms)" in str(LoadReport("v", "openvino", 10.0, 5.0, 1.0, 2.0, 70.0, True))
