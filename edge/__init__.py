@@ -5,7 +5,8 @@
 >>> restored = rt.restore(capture).image
 """
 
-from .defocus import DefocusClassifier, DefocusEstimate
+from .classifier import DefocusClassifier
+from .defocus import DefocusEstimate
 from .errors import BackendError, BudgetExceeded, InputError, ModelLoadError, VirtualFocusError
 from .events import (
     BackendFailed,

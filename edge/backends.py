@@ -18,10 +18,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .defocus import focus_energy
 from .errors import BackendError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -32,6 +33,7 @@ __all__ = [
     "PRECISIONS",
     "Backend",
     "BackendKind",
+    "CaptureSpec",
     "OnnxRuntimeBackend",
     "OpenVINOBackend",
     "available_backends",
@@ -89,6 +91,94 @@ def available_backends() -> list[BackendKind]:
 class _Compiled:
     compiled: object
     request: object
+
+
+@dataclass(frozen=True, kw_only=True)
+class CaptureSpec:
+    """A capture as it reaches :meth:`OpenVINOBackend.run_capture`, and what the graph around the model must do.
+
+    ``height``×``width``×``planes`` (1 = gray, 3 = RGB) of ``dtype`` ("uint8" or "uint16"); ``scale`` maps to 1.0;
+    ``pads`` (top, bottom, left, right) pad to the model's multiple, ``reflect`` (else edge replication);
+    ``value_range`` and ``model_channels`` are the model's input contract; ``focus_channel`` (≥ 0) asks for the
+    focus measure F of that restored channel (0..255 scale), -1 for none; ``clip_input`` clips values above
+    ``scale`` (a uint16 capture with a stated bit depth).
+    """
+
+    height: int
+    width: int
+    planes: int
+    dtype: str
+    scale: float
+    pads: tuple[int, int, int, int]
+    reflect: bool
+    value_range: tuple[float, float]
+    model_channels: int
+    focus_channel: int = -1
+    clip_input: bool = False
+
+    @property
+    def padded(self) -> tuple[int, int]:
+        top, bottom, left, right = self.pads
+        return self.height + top + bottom, self.width + left + right
+
+
+def _capture_graph(ov: Any, model: Any, spec: CaptureSpec) -> Any:
+    """``model`` (NCHW float in ``value_range``) wrapped so that it takes the capture as it is and gives it back.
+
+    In: 1×H×W×planes of the capture's dtype. Out 0: the restored capture, same shape and dtype (clipped, rounded
+    half to even like numpy). Out 1 (when ``focus_channel`` ≥ 0): that channel of the cropped model output.
+    """
+    import openvino.opset13 as ops
+
+    etype = {"uint8": np.uint8, "uint16": np.uint16}[spec.dtype]
+    lo, hi = spec.value_range
+    f32 = np.float32
+    src = model.get_parameters()[0].output(0)
+    param = ops.parameter([1, spec.height, spec.width, spec.planes], etype, name="capture")
+    x = ops.convert(param, "f32")
+    if spec.clip_input:
+        x = ops.clamp(x, 0.0, float(spec.scale))
+    # unit = x / scale; model input = unit·(hi − lo) + lo, with the transpose to NCHW fused by the CPU plugin
+    x = ops.add(ops.multiply(x, ops.constant(f32((hi - lo) / spec.scale))), ops.constant(f32(lo)))
+    x = ops.transpose(x, ops.constant(np.array([0, 3, 1, 2], np.int64)))
+    if spec.planes == 1 and spec.model_channels == 3:
+        x = ops.concat([x, x, x], 1)
+    if any(spec.pads):
+        top, bottom, left, right = spec.pads
+        x = ops.pad(x, ops.constant(np.array([0, 0, top, left], np.int64)),
+                    ops.constant(np.array([0, 0, bottom, right], np.int64)), "reflect" if spec.reflect else "edge")
+    y = model.results[0].input_value(0)
+    for target in list(src.get_target_inputs()):
+        target.replace_source_output(x.output(0))
+    top, bottom, left, right = spec.pads
+    ph, pw = spec.padded
+    y = ops.slice(y, ops.constant(np.array([top, left], np.int64)),
+                  ops.constant(np.array([ph - bottom, pw - right], np.int64)),
+                  ops.constant(np.array([1, 1], np.int64)), ops.constant(np.array([2, 3], np.int64)))
+    unit = ops.clamp(ops.multiply(ops.subtract(y, ops.constant(f32(lo))), ops.constant(f32(1.0 / (hi - lo)))),
+                     0.0, 1.0)
+    img = ops.reduce_mean(unit, ops.constant(np.array([1], np.int64)), True) if spec.planes == 1 and \
+        spec.model_channels == 3 else unit
+    img = ops.round(ops.multiply(img, ops.constant(f32(spec.scale))), "half_to_even")
+    img = ops.transpose(ops.convert(ops.clamp(img, 0.0, float(spec.scale)), etype),
+                        ops.constant(np.array([0, 2, 3, 1], np.int64)))
+    # Edit the model in place (its parameter and first result keep their identity, which the CPU plugin needs).
+    model.results[0].input(0).replace_source_output(img.output(0))
+    model.replace_parameter(0, param)
+    if spec.focus_channel >= 0:
+        model.add_results([ops.result(_focus_plane(ops, y, spec))])  # the model's own output: unclipped
+    model.validate_nodes_and_infer_types()
+    return model
+
+
+def _focus_plane(ops: Any, y: Any, spec: CaptureSpec) -> Any:
+    """The model's output channel the focus measure F looks at (1×1×H×W, cropped, in the model's value range); F is
+    measured on it in numpy. Computing F inside the graph was tried: its five shifted slices cost more there than
+    the two subtractions cost in numpy, and taking the plane after the post-processing kept the CPU plugin from
+    fusing it."""
+    c = spec.focus_channel
+    return ops.slice(y, ops.constant(np.array([c], np.int64)), ops.constant(np.array([c + 1], np.int64)),
+                     ops.constant(np.array([1], np.int64)), ops.constant(np.array([1], np.int64)))
 
 
 class OpenVINOBackend:
@@ -149,6 +239,7 @@ class OpenVINOBackend:
             None if d.is_dynamic else d.get_length() for d in self._model.inputs[0].get_partial_shape()
         )
         self._cache: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
+        self._capture_cache: OrderedDict[CaptureSpec, _Compiled] = OrderedDict()
         self._max_shapes = max_shapes
         self._lock = threading.Lock()
 
@@ -183,6 +274,64 @@ class OpenVINOBackend:
                 return np.array(entry.request.get_output_tensor(0).data, copy=True)  # type: ignore[attr-defined]
             except Exception as e:
                 raise BackendError(f"{self.name}: OpenVINO inference failed ({e})") from e
+
+    def _capture_compiled(self, spec: CaptureSpec) -> _Compiled:
+        hit = self._capture_cache.get(spec)
+        if hit is not None:
+            self._capture_cache.move_to_end(spec)
+            return hit
+        model = self._model.clone()
+        ph, pw = spec.padded
+        shape = (1, spec.model_channels, ph, pw)
+        if any(d is None for d in self._shape):
+            model.reshape({model.inputs[0].any_name: self._ov.PartialShape(list(shape))})
+        elif tuple(self._shape) != shape:
+            raise BackendError(f"{self.name}: static input shape {self._shape}, got {shape}")
+        try:
+            compiled = self._core.compile_model(_capture_graph(self._ov, model, spec), "CPU", self._config)
+        except Exception as e:
+            raise BackendError(f"{self.name}: OpenVINO could not compile for a {spec.height}×{spec.width}×"
+                               f"{spec.planes} {spec.dtype} capture ({e})") from e
+        entry = _Compiled(compiled, compiled.create_infer_request())
+        self._capture_cache[spec] = entry
+        if len(self._capture_cache) > self._max_shapes:
+            self._capture_cache.popitem(last=False)
+        return entry
+
+    def run_capture(self, spec: CaptureSpec, image: np.ndarray) -> tuple[np.ndarray, float | None]:
+        """Restore a whole capture in one compiled graph (see :class:`CaptureSpec`): the image in the capture's
+        dtype (1×H×W×planes) and, when asked, F of the restored focus channel."""
+        x = np.ascontiguousarray(image).reshape(1, spec.height, spec.width, spec.planes)
+        with self._lock:
+            entry = self._capture_compiled(spec)
+            req = entry.request
+            try:
+                req.infer({0: x}, share_inputs=True)  # type: ignore[attr-defined]
+                out = np.array(req.get_output_tensor(0).data, copy=True)  # type: ignore[attr-defined]
+                plane = req.get_output_tensor(1).data if spec.focus_channel >= 0 else None  # type: ignore[attr-defined]
+                # F is quadratic in the plane's scale and blind to its offset (the filter taps sum to 0): F of
+                # the model's output plane × (255 / (hi − lo))² is F of the restored plane on the 0..255 scale.
+                lo, hi = spec.value_range
+                f = focus_energy(plane[0, 0]) * (255.0 / (hi - lo)) ** 2 if plane is not None else None
+            except Exception as e:
+                raise BackendError(f"{self.name}: OpenVINO inference failed ({e})") from e
+        return out, f
+
+    def capture_request(self, spec: CaptureSpec, image: np.ndarray) -> Callable[[], None]:
+        """A call that runs the compiled capture graph once more on ``image``, already in its input tensor: the
+        model's inference alone, for benchmarks (``bare_p50_ms``)."""
+        x = np.ascontiguousarray(image).reshape(1, spec.height, spec.width, spec.planes)
+        with self._lock:
+            req = self._capture_compiled(spec).request
+            req.set_input_tensor(self._ov.Tensor(x))  # type: ignore[attr-defined]
+        return req.infer  # type: ignore[attr-defined, no-any-return]
+
+    def model_request(self, x: np.ndarray) -> Callable[[], None]:
+        """Like :meth:`capture_request` for the plain model on a ready NCHW float tensor (no graph around it)."""
+        with self._lock:
+            req = self._compiled_for(tuple(x.shape)).request
+            req.set_input_tensor(self._ov.Tensor(np.ascontiguousarray(x)))  # type: ignore[attr-defined]
+        return req.infer  # type: ignore[attr-defined, no-any-return]
 
     def execution_precision(self) -> str:
         """The precision OpenVINO actually runs at (e.g. 'bf16' for an fp32 IR on this CPU)."""

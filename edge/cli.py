@@ -20,23 +20,6 @@ __all__ = ["cmd_fuse", "cmd_models", "cmd_restore"]
 # -- restore ---------------------------------------------------------------------------------------------------
 
 
-def _untrusted_line(path: str, plane: int, planes: int, res: Any, lo: float, hi: float) -> str:
-    """A warning that says what was compared: a signed estimate against the range, a magnitude against the bound
-    it exceeded (an unsigned estimate is compared with the nearer bound, see ``in_trusted_range``)."""
-    where = f"{path}" + (f" plane {plane}" if planes > 1 else "")
-    variant = res.variant
-    d = res.defocus_um
-    if d is None:
-        return f"warning: {where}: outside {variant}'s trusted defocus range; restored, but do not rely on the output"
-    if res.signed:
-        what = f"estimated defocus {d:+.2f} µm is outside {variant}'s trusted range {lo:+.1f}…{hi:+.1f} µm"
-    else:
-        bound = min(abs(lo), abs(hi))
-        what = (f"estimated defocus magnitude {abs(d):.2f} µm (sign unknown) exceeds {bound:.1f} µm, the nearer "
-                f"bound of {variant}'s trusted range {lo:+.1f}…{hi:+.1f} µm")
-    return f"warning: {where}: {what}; restored, but do not rely on the output"
-
-
 def cmd_restore(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(
         prog="virtualfocus restore",
@@ -60,6 +43,8 @@ def cmd_restore(argv: list[str]) -> int:
     args = ap.parse_args(argv)
 
     from .batch import discover, restore_batch
+    from .defocus import DefocusEstimate
+    from .policy import describe_untrusted
     from .runtime import FocusRuntime
 
     out_dir = Path(args.out)
@@ -81,7 +66,9 @@ def cmd_restore(argv: list[str]) -> int:
         def warn(item: Any, k: int, n: int, res: Any) -> None:
             if res.trusted is False:
                 lo, hi = rt.trusted_range(variants.get(res.variant))
-                print(_untrusted_line(str(item.src), k, n, res, lo, hi), file=sys.stderr)
+                where = f"{item.src}" + (f" plane {k}" if n > 1 else "")
+                why = describe_untrusted(DefocusEstimate(res.defocus_um, res.signed), (lo, hi), model=res.variant)
+                print(f"warning: {where}: {why}; restored, but do not rely on the output", file=sys.stderr)
 
         summary = restore_batch(rt, items, skip_existing=args.skip_existing,
                                 progress=False if args.no_progress else None, on_plane=warn)

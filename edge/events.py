@@ -14,10 +14,9 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
-if TYPE_CHECKING:
-    from .runtime import RestoredFrame
+from .frames import RestoredFrame
 
 __all__ = [
     "BackendFailed",

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .defocus import FocusGainCalibration
 from .errors import InputError, ModelLoadError
 
 __all__ = ["FORMAT", "TASKS", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
@@ -193,8 +194,6 @@ class Manifest:
             raise ModelLoadError(f"{path}: incomplete manifest ({e})") from e
         m.check_task(str(path))
         if m.focus_gain is not None:
-            from .defocus import FocusGainCalibration
-
             try:
                 FocusGainCalibration.from_dict(m.focus_gain)
             except InputError as e:

@@ -30,6 +30,7 @@ __all__ = [
     "Tiler",
     "from_unit",
     "to_unit",
+    "uint16_scale",
     "validate_image",
 ]
 
@@ -84,7 +85,8 @@ def validate_image(image: Any, *, name: str = "image") -> np.ndarray:
     return image
 
 
-def _uint16_scale(image: np.ndarray, bit_depth: int | None) -> float:
+def uint16_scale(image: np.ndarray, bit_depth: int | None) -> float:
+    """The value of a uint16 capture that maps to 1.0: ``2**bit_depth - 1``, or the smallest common depth that fits."""
     if bit_depth is not None:
         if not 9 <= int(bit_depth) <= 16:
             raise InputError(f"bit_depth={bit_depth}: expected 9..16 for a uint16 capture")
@@ -126,7 +128,7 @@ def to_unit(
         scale = 255.0
         unit = rgb.astype(np.float32) * np.float32(1 / 255.0)
     elif image.dtype == np.uint16:
-        scale = _uint16_scale(rgb, bit_depth)
+        scale = uint16_scale(rgb, bit_depth)
         unit = rgb.astype(np.float32) * np.float32(1 / scale)
     else:
         work = rgb.astype(np.float64) if rgb.dtype == np.float64 else rgb.astype(np.float32)

@@ -3,10 +3,10 @@
 Example
 -------
 >>> from virtualfocus.edge import FocusRuntime
->>> rt = FocusRuntime.load()                    # shipped default, OpenVINO, 70 ms budget
->>> frame = rt.restore(capture)                 # synchronous: same shape and dtype back
->>> fut = rt.submit(capture, meta={"index": 7}) # capture-triggered: returns at once
->>> fut.result().status
+>>> with FocusRuntime.load(warmup_shape=(360, 360)) as rt:  # shipped default, OpenVINO, 70 ms budget
+...     frame = rt.restore(capture)                 # synchronous: same shape and dtype back
+...     fut = rt.submit(capture, meta={"index": 7}) # capture-triggered: returns at once
+...     fut.result().status
 <FrameStatus.RESTORED: 'restored'>
 
 Guarantees
@@ -26,10 +26,15 @@ Guarantees
   lies in the restoring model's ``trusted_defocus_um`` (``trusted``). A frame outside it is still delivered, with its
   usual status, but ``trusted=False`` and :class:`~virtualfocus.edge.events.UntrustedCapture` is emitted. The
   estimator's time counts in the frame's latency; if it fails, the frame is delivered with ``trusted=None``.
+  Every in-focus and trust decision is made by one :class:`~virtualfocus.edge.policy.FocusPolicy`.
+- Shutdown: :meth:`FocusRuntime.close` (or leaving a ``with`` block) drains the queue. A runtime still open at
+  interpreter exit is closed the same way before the inference libraries unload, and one that is garbage-collected
+  is kept alive by its queued frames until they are done: every future completes, every done-callback runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -37,28 +42,23 @@ import os
 import queue
 import threading
 import time
-from collections import deque
+import weakref
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 
-from .backends import PRECISIONS, Backend, BackendKind, open_model
-from .defocus import (
-    DEFAULT_TRUSTED_UM,
-    DefocusClassifier,
-    DefocusEstimate,
-    FocusGainCalibration,
-    in_trusted_range,
-    restoration_gain,
-)
+from . import lifecycle
+from .backends import PRECISIONS
+from .defocus import DefocusEstimator
+from .engine import ModelEngine, engine_from_source
 from .errors import BackendError, InputError, ModelLoadError
 from .events import (
     BackendFailed,
     BudgetExceededEvent,
+    Event,
     EventBus,
     FallbackEngaged,
     FrameLate,
@@ -66,292 +66,24 @@ from .events import (
     GuardRecovered,
     UntrustedCapture,
 )
+from .frames import PASSTHROUGH, FrameStatus, RestoredFrame
+from .guard import LatencyGuard
+from .loading import in_focus_band, load_estimator, load_ladder
 from .manifest import InputContract, Manifest
-from .models import ModelSource, resolve_model, shipped
-from .preprocess import ImageInfo, Normalizer, PadCrop, Tiler, from_unit, to_unit
+from .policy import Capture, FocusPolicy, Judgement, estimator_label, trusted_range
+from .preprocess import validate_image
 
 __all__ = ["PASSTHROUGH", "FocusRuntime", "FrameStatus", "LatencyGuard", "LoadReport", "ModelEngine", "RestoredFrame"]
 
 log = logging.getLogger("virtualfocus")
 
-#: Name of the last rung of every ladder: the frame is returned untouched.
-PASSTHROUGH = "passthrough"
-
 #: Size of the frame the load-time self-measurement uses (the thesis's white-cell capture).
 REFERENCE_SIZE = 360
-
-
-class FrameStatus(StrEnum):
-    """What happened to a frame."""
-
-    RESTORED = "restored"  #: restored by a model
-    IN_FOCUS = "in-focus"  #: already in focus (defocus estimate in the in-focus band, or focus measure): untouched
-    PASSTHROUGH = "passthrough"  #: the latency guard is at the pass-through rung: returned untouched
-    LATE = "late"  #: missed its hard deadline: returned raw at the deadline
-    OVERFLOW = "overflow"  #: the queue was full: returned raw at once
-    FAILED = "failed"  #: every backend failed on it: returned raw
-    REJECTED = "rejected"  #: not an image the runtime accepts: returned as given, see ``message``
-    CLOSED = "closed"  #: the runtime was closed without draining: returned raw
-
-    @property
-    def restored(self) -> bool:
-        return self is FrameStatus.RESTORED
-
-
-@dataclass(frozen=True)
-class RestoredFrame:
-    """A frame's result.
-
-    Attributes
-    ----------
-    image : np.ndarray
-        Same shape and dtype as the capture (the capture itself when not restored).
-    status : FrameStatus
-    latency_ms : float
-        Time spent restoring (pre-processing, inference, post-processing).
-    variant : str
-        Model variant that produced ``image`` (``"passthrough"`` when none did).
-    backend : str
-        ``"openvino"``, ``"onnxruntime"`` or ``""``.
-    index : int
-        Sequence number given by the runtime (submission order).
-    meta : Mapping or None
-        The caller's metadata, untouched.
-    queue_ms : float
-        Time between ``submit`` and the start of restoration (0 for ``restore``).
-    message : str
-        Why a frame was not restored (or why a restored one is not trusted), in one line.
-    focus : float or None
-        The capture's focus measure F, when the runtime's in-focus check computed it.
-    defocus_um : float or None
-        The capture's estimated defocus in µm (signed when ``defocus.signed``); None when the runtime has no
-        defocus estimator, the estimate failed, or the frame was not restored (late, overflow, pass-through …).
-    trusted : bool or None
-        Whether ``defocus_um`` lies in the restoring model's trusted range (``trusted_defocus_um`` of its manifest,
-        else :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`); None without an estimate.
-        A ``False`` frame was restored as usual but its output must not be relied on.
-    defocus : DefocusEstimate or None
-        The whole estimate (signedness, confidence) behind ``defocus_um``.
-    """
-
-    image: np.ndarray
-    status: FrameStatus
-    latency_ms: float
-    variant: str
-    backend: str = ""
-    index: int = -1
-    meta: Mapping[str, Any] | None = None
-    queue_ms: float = 0.0
-    message: str = ""
-    focus: float | None = None
-    defocus_um: float | None = None
-    trusted: bool | None = None
-    defocus: DefocusEstimate | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        """Flat ``virtualfocus.*`` keys to merge into an acquisition's per-frame metadata.
-
-        ``virtualfocus.trusted`` is always present (None without an estimate); ``virtualfocus.defocus_um`` and
-        ``virtualfocus.defocus_signed`` only when the runtime estimated the capture's defocus.
-        """
-        md: dict[str, Any] = {
-            "virtualfocus.status": self.status.value,
-            "virtualfocus.latency_ms": round(self.latency_ms, 3),
-            "virtualfocus.variant": self.variant,
-            "virtualfocus.backend": self.backend,
-            "virtualfocus.message": self.message,
-            "virtualfocus.trusted": self.trusted,
-        }
-        if self.defocus_um is not None:
-            md["virtualfocus.defocus_um"] = round(self.defocus_um, 4)
-            md["virtualfocus.defocus_signed"] = bool(self.defocus.signed) if self.defocus is not None else False
-        return md
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# One loaded model
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class ModelEngine:
-    """A model variant bound to a backend, with its pre/post-processing.
-
-    Parameters
-    ----------
-    name : str
-        Variant name reported in every frame.
-    backend : Backend
-        The engine that runs NCHW float32 arrays.
-    contract : InputContract
-        Channels, value range, pad multiple, static size.
-    fallback : callable, optional
-        Builds a replacement backend if ``backend`` fails mid-stream (called at most once).
-    max_tile, overlap : int
-        Images larger than ``max_tile`` on a side are tiled (see :class:`~virtualfocus.edge.preprocess.Tiler`).
-    """
-
-    def __init__(
-        self,
-        name: str,
-        backend: Backend,
-        contract: InputContract,
-        *,
-        manifest: Manifest | None = None,
-        fallback: Any = None,
-        max_tile: int = 1024,
-        overlap: int = 32,
-    ) -> None:
-        self.name = name
-        self.backend = backend
-        self.contract = contract
-        self.manifest = manifest
-        self._fallback = fallback
-        self._warm: set[tuple[int, ...]] = set()
-        self.cold = False
-        self.normalizer = Normalizer(tuple(contract.value_range), contract.channels)  # type: ignore[arg-type]
-        if contract.static_size is not None:
-            h, w = contract.static_size
-            self.padcrop = PadCrop(contract.pad_multiple, min_size=0)
-            self.tiler = Tiler(max_tile=min(h, w), overlap=min(overlap, min(h, w) // 4), multiple=1)
-            self._static: tuple[int, int] | None = (h, w)
-        else:
-            self.padcrop = PadCrop(contract.pad_multiple, min_size=contract.min_size)
-            self.tiler = Tiler(max_tile=max_tile, overlap=overlap, multiple=contract.pad_multiple)
-            self._static = None
-
-    @classmethod
-    def load(
-        cls,
-        model: str | os.PathLike[str] | None,
-        *,
-        backend: str | None = None,
-        threads: int | None = None,
-        precision: str = "default",
-        max_tile: int = 1024,
-        overlap: int = 32,
-        contract: InputContract | None = None,
-    ) -> ModelEngine:
-        """Load one variant (shipped name, folder or file) without warm-up; see :meth:`FocusRuntime.load`."""
-        return _engine_from_source(resolve_model(model, contract=contract), backend=backend, threads=threads,
-                                   precision=precision, max_tile=max_tile, overlap=overlap)
-
-    @property
-    def backend_name(self) -> str:
-        return self.backend.kind.value
-
-    def _run_tile(self, unit: np.ndarray) -> np.ndarray:
-        if self._static is not None:
-            h, w = unit.shape[:2]
-            sh, sw = self._static
-            top, left = (sh - h) // 2, (sw - w) // 2
-            pads = (top, sh - h - top, left, sw - w - left)
-            import cv2
-
-            mode = cv2.BORDER_REFLECT_101 if max(pads) < min(h, w) else cv2.BORDER_REPLICATE
-            padded = cv2.copyMakeBorder(unit, *pads, borderType=mode) if any(pads) else unit
-            if padded.ndim == 2:
-                padded = padded[..., None]
-        else:
-            padded, pads = self.padcrop.pad(unit)
-        if padded.shape not in self._warm:
-            self._warm.add(padded.shape)
-            self.cold = True  # this call compiles a new shape: its time says nothing about steady-state latency
-        y = self._infer(self.normalizer.before(padded))
-        return PadCrop.crop(self.normalizer.after(y), pads)
-
-    def _infer(self, x: np.ndarray) -> np.ndarray:
-        try:
-            return self.backend.run(x)
-        except BackendError:
-            if self._fallback is None:
-                raise
-            build, self._fallback = self._fallback, None
-            failed = self.backend_name
-            self.backend = build()
-            log.warning("virtualfocus: %s failed on %s; switched to %s", self.name, failed, self.backend_name)
-            return self.backend.run(x)
-
-    def restore_unit(self, unit: np.ndarray) -> np.ndarray:
-        """Restore a 0..1 H×W×C float32 image (any size ≥ the minimum); returns 0..1 H×W×C'.
-
-        After the call, ``cold`` tells whether it had to compile a new input shape.
-        """
-        self.cold = False
-        return self.tiler.run(unit, self._run_tile)
-
-
-def _engine_from_source(
-    src: ModelSource,
-    *,
-    backend: str | BackendKind | None,
-    threads: int | None,
-    precision: str,
-    max_tile: int,
-    overlap: int,
-) -> ModelEngine:
-    m = src.manifest
-    if m.task != "restore":
-        raise ModelLoadError(f"{src.origin}: {m.name} is a {m.task!r} model, not a restoring one; pass it as "
-                             "FocusRuntime.load(..., defocus_estimator=PATH)")
-    be, fallback = open_model(src, backend=backend, threads=threads, precision=precision)
-    return ModelEngine(src.label, be, m.input, manifest=m, fallback=fallback, max_tile=max_tile, overlap=overlap)
-
 
 #: ``precision`` values of :meth:`FocusRuntime.load`: "default", OpenVINO execution hints, or a shipped file's precision.
 _PRECISIONS = PRECISIONS
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# Latency guard
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class LatencyGuard:
-    """Rolling p95 over the last ``window`` frames against ``budget_ms``.
-
-    :meth:`record` returns True when the running rung should step down. After ``probe_after`` frames on a lower
-    rung :meth:`should_probe` asks to try the rung above again; each failed probe doubles that wait.
-    """
-
-    def __init__(self, budget_ms: float, *, window: int = 50, min_samples: int = 10, probe_after: int = 300) -> None:
-        if not budget_ms > 0:
-            raise InputError(f"budget_ms={budget_ms}: must be a positive number of milliseconds")
-        self.budget_ms = float(budget_ms)
-        self.window = window
-        self.min_samples = min_samples
-        self._samples: deque[float] = deque(maxlen=window)
-        self._probe_after = probe_after
-        self._since_step = 0
-        self._next_probe = probe_after
-
-    def p95(self) -> float:
-        return float(np.percentile(np.fromiter(self._samples, float), 95)) if self._samples else 0.0
-
-    def p50(self) -> float:
-        return float(np.percentile(np.fromiter(self._samples, float), 50)) if self._samples else 0.0
-
-    def record(self, ms: float) -> bool:
-        self._samples.append(ms)
-        self._since_step += 1
-        return len(self._samples) >= self.min_samples and self.p95() > self.budget_ms
-
-    def reset(self) -> None:
-        self._samples.clear()
-        self._since_step = 0
-
-    def should_probe(self) -> bool:
-        return self._since_step >= self._next_probe
-
-    def probe_failed(self) -> None:
-        self._next_probe = min(self._next_probe * 2, 100_000)
-
-    def probe_succeeded(self) -> None:
-        self._next_probe = self._probe_after
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# The runtime
-# ---------------------------------------------------------------------------------------------------------------
+_engine_from_source = engine_from_source  # the name tests and older callers use
 
 
 @dataclass(eq=False)
@@ -362,8 +94,71 @@ class _Job:
     future: Future[RestoredFrame]
     submitted: float
     deadline: float
+    owner: FocusRuntime | None = None  # keeps the runtime alive while the frame is unresolved
     lock: threading.Lock = field(default_factory=threading.Lock)
     done: bool = False
+
+
+@dataclass(eq=False)
+class _Schedule:
+    """What the runtime's two threads share with it; they hold this, not the runtime, so it can be collected."""
+
+    queue: queue.Queue[_Job | None]
+    cv: threading.Condition = field(default_factory=threading.Condition)
+    pending: set[_Job] = field(default_factory=set)
+    deadlines: list[tuple[float, int, _Job]] = field(default_factory=list)
+    closed: bool = False
+
+
+def _work(sched: _Schedule) -> None:
+    """Worker thread: restore queued frames until the end-of-queue marker."""
+    while True:
+        try:
+            job = sched.queue.get(timeout=0.5)
+        except queue.Empty:
+            if sched.closed:
+                return  # closed or collected, and nothing left to do
+            continue
+        if job is None:
+            return
+        rt = job.owner
+        if rt is not None and not job.done:
+            rt._run_job(job)
+        del rt, job
+
+
+def _watch(sched: _Schedule) -> None:
+    """Deadline thread: deliver frames raw, flagged ``late``, at their hard deadline."""
+    while True:
+        with sched.cv:
+            while not sched.deadlines and not sched.closed:
+                sched.cv.wait()
+            if sched.closed and not sched.pending:
+                return
+            if not sched.deadlines:
+                sched.cv.wait(0.05)
+                continue
+            deadline, _, job = sched.deadlines[0]
+            wait = deadline - time.perf_counter()
+            if wait > 0:
+                sched.cv.wait(wait)
+                continue
+            heapq.heappop(sched.deadlines)
+        rt = job.owner
+        if rt is not None and not job.done:
+            rt._late(job)
+        del rt, job
+
+
+def _shutdown(sched: _Schedule, worker: threading.Thread | None) -> None:
+    """Stop the threads of a runtime that was collected (its queue is empty: queued frames keep it alive)."""
+    with sched.cv:
+        sched.closed = True
+        sched.cv.notify_all()
+    if worker is not None:
+        # Never block here: this may run on the worker itself, with frames already delivered late still queued.
+        with contextlib.suppress(queue.Full):
+            sched.queue.put_nowait(None)
 
 
 @dataclass(frozen=True)
@@ -383,10 +178,12 @@ class LoadReport:
     def __str__(self) -> str:
         flag = "" if self.trained else " [UNTRAINED model]"
         est = f", with defocus estimator {self.defocus_estimator}" if self.defocus_estimator else ""
+        # Batch restoration passes an effectively infinite budget: say so instead of printing 1e+09 ms.
+        budget = f"budget {self.budget_ms:g} ms" if self.budget_ms < 1e6 else "no latency budget"
         return (
             f"{self.variant} on {self.backend}{est}: loaded in {self.load_ms:.0f} ms, first frame "
             f"{self.first_frame_ms:.1f} ms, p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms at "
-            f"{REFERENCE_SIZE}×{REFERENCE_SIZE} (budget {self.budget_ms:g} ms){flag}"
+            f"{REFERENCE_SIZE}×{REFERENCE_SIZE} ({budget}){flag}"
         )
 
 
@@ -415,6 +212,7 @@ class FocusRuntime:
         with the nearer bound of the range). None: frames carry ``trusted=None``.
     """
 
+
     def __init__(
         self,
         engines: Sequence[ModelEngine],
@@ -425,7 +223,7 @@ class FocusRuntime:
         in_focus_threshold: float | None = None,
         guard_window: int = 50,
         probe_after: int = 300,
-        defocus_estimator: Any = None,
+        defocus_estimator: DefocusEstimator | None = None,
         in_focus_band_um: tuple[float, float] | None = None,
         pass_in_focus: bool = True,
     ) -> None:
@@ -437,35 +235,40 @@ class FocusRuntime:
         self.deadline_ms = float(deadline_ms) if deadline_ms is not None else 2.0 * self.budget_ms
         if queue_size < 1:
             raise InputError(f"queue_size={queue_size}: must be at least 1")
-        self.in_focus_threshold = in_focus_threshold
-        if defocus_estimator is not None and not callable(getattr(defocus_estimator, "estimate", None)):
-            raise InputError(f"defocus_estimator: {type(defocus_estimator).__name__} has no estimate(image, key=...) "
-                             "method; pass a DefocusClassifier, a FocusMeasureEstimator or None")
-        self.defocus_estimator: Any = defocus_estimator
-        if in_focus_band_um is not None:
-            lo, hi = (float(v) for v in in_focus_band_um)
-            if not lo <= hi:
-                raise InputError(f"in_focus_band_um={in_focus_band_um}; expected (low, high) in µm with low ≤ high")
-            in_focus_band_um = (lo, hi)
-        self.in_focus_band_um: tuple[float, float] | None = in_focus_band_um
-        self.pass_in_focus = bool(pass_in_focus)
-        self._gain_cal: dict[int, FocusGainCalibration | None] = {}
-        self.estimator_failures = 0
-        self._estimator_warned: set[str] = set()
+        self.policy = FocusPolicy(estimator=defocus_estimator, in_focus_threshold=in_focus_threshold,
+                                  in_focus_band_um=in_focus_band_um, pass_in_focus=pass_in_focus)
         self.events = EventBus()
         self.load_report: LoadReport | None = None
         self._rung = 0
         self._probing = False
         self._state_lock = threading.Lock()
         self._seq = itertools.count()
-        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=queue_size)
-        self._pending: set[_Job] = set()
-        self._deadlines: list[tuple[float, int, _Job]] = []
-        self._deadline_cv = threading.Condition()
-        self._closed = False
+        self._sched = _Schedule(queue.Queue(maxsize=queue_size))
         self._worker: threading.Thread | None = None
         self._watchdog: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        lifecycle.register(self)
+
+    # The policy's settings, where callers have always found them.
+    @property
+    def defocus_estimator(self) -> DefocusEstimator | None:
+        return self.policy.estimator
+
+    @property
+    def in_focus_threshold(self) -> float | None:
+        return self.policy.in_focus_threshold
+
+    @property
+    def in_focus_band_um(self) -> tuple[float, float] | None:
+        return self.policy.in_focus_band_um
+
+    @property
+    def pass_in_focus(self) -> bool:
+        return self.policy.pass_in_focus
+
+    @property
+    def estimator_failures(self) -> int:
+        return self.policy.estimator_failures
 
     # -- construction ------------------------------------------------------------------------------------------
     @classmethod
@@ -483,8 +286,10 @@ class FocusRuntime:
         queue_size: int = 16,
         in_focus_threshold: float | None = None,
         contract: InputContract | None = None,
-        max_tile: int = 1024,
+        max_tile: int = 2048,
         warmup: int = 20,
+        warmup_shape: tuple[int, ...] | None = None,
+        warmup_dtype: str = "uint8",
         defocus_estimator: Any = "auto",
         in_focus_band_um: Any = "auto",
         pass_in_focus: bool = True,
@@ -510,8 +315,16 @@ class FocusRuntime:
             ``model`` and pass-through. A sequence names the lower rungs explicitly.
         fallback : bool
             If ``model`` cannot be loaded (missing, tampered), load the next variant of the ladder instead of raising.
+        max_tile : int
+            Captures larger than this on a side are restored in overlapping tiles (default 2048: a 1920×1200 scan
+            image runs whole).
         warmup : int
             Frames run at load to warm up and measure p50/p95 (at least 5 are used for the report).
+        warmup_shape : (height, width) or (height, width, channels), optional
+            Also compile every rung for captures of this size (RGB for (H, W); (H, W, 1) for a gray camera; uint8
+            unless ``warmup_dtype`` says otherwise), so that the first real frame is not the compile.
+        warmup_dtype : str
+            dtype of the captures ``warmup_shape`` prepares for ("uint8" or "uint16").
         defocus_estimator : "auto", None, False, path or estimator
             Flags captures whose estimated defocus lies outside the restoring model's ``trusted_defocus_um`` (a
             model without one is held to :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`,
@@ -536,75 +349,57 @@ class FocusRuntime:
             A ``defocus_estimator`` value of another kind.
         """
         t0 = time.perf_counter()
-        names: list[str | os.PathLike[str] | None] = [model]
-        if ladder is not False:
-            try:
-                ship = shipped()
-                order = list(ship.ladder)
-            except ModelLoadError:
-                ship, order = None, []
-            if isinstance(ladder, Sequence) and not isinstance(ladder, str):
-                names += list(ladder)
-            else:
-                first = model if model is not None else (ship.default if ship else None)
-                if isinstance(first, str) and first in order:
-                    names += order[order.index(first) + 1 :]
-        engines: list[ModelEngine] = []
-        for i, name in enumerate(names):
-            try:
-                src = resolve_model(name, contract=contract)
-                engines.append(
-                    _engine_from_source(
-                        src, backend=backend, threads=threads, precision=precision, max_tile=max_tile, overlap=32
-                    )
-                )
-            except ModelLoadError as e:
-                if i == 0 and not fallback:
-                    raise
-                log.warning("virtualfocus: could not load %s (%s); %s", name, e,
-                            "using the next variant" if i == 0 else "dropping this rung")
-        if not engines:
-            raise ModelLoadError(f"no variant of {names} could be loaded; see the warnings above")
-        estimator = _load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
-        if isinstance(in_focus_band_um, str):
-            if in_focus_band_um != "auto":
-                raise InputError(f"in_focus_band_um={in_focus_band_um!r}; expected 'auto', None or (low, high) in µm")
-            in_focus_band_um = None
-            if estimator is not None and defocus_estimator == "auto":
-                try:
-                    in_focus_band_um = shipped().in_focus_band_um
-                except ModelLoadError:
-                    in_focus_band_um = None
+        engines = load_ladder(model, ladder=ladder, fallback=fallback, contract=contract, backend=backend,
+                               threads=threads, precision=precision, max_tile=max_tile)
+        estimator = load_estimator(defocus_estimator, backend=backend, threads=threads, precision=precision)
+        band = in_focus_band(in_focus_band_um, estimator, defocus_estimator)
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
-                 in_focus_threshold=in_focus_threshold, defocus_estimator=estimator,
-                 in_focus_band_um=in_focus_band_um, pass_in_focus=pass_in_focus)
+                 in_focus_threshold=in_focus_threshold, defocus_estimator=estimator, in_focus_band_um=band,
+                 pass_in_focus=pass_in_focus)
+        if warmup_shape is not None:
+            rt.warm(warmup_shape, dtype=warmup_dtype)
         load_ms = (time.perf_counter() - t0) * 1e3
         rt.load_report = rt._measure(load_ms, max(5, warmup))
         log.info("virtualfocus: %s", rt.load_report)
         return rt
+
+    def warm(self, shape: tuple[int, ...], *, dtype: str = "uint8") -> None:
+        """Compile every rung for captures of ``shape`` now (see ``warmup_shape``): (H, W) or (H, W, 3) for RGB,
+        (H, W, 1) for gray captures (2-D or H×W×1 alike)."""
+        if len(shape) not in (2, 3) or min(shape[:2]) < 1:
+            raise InputError(f"warmup_shape={shape}: expected (height, width) or (height, width, channels)")
+        if dtype not in ("uint8", "uint16"):
+            raise InputError(f"warmup_dtype={dtype!r}: expected 'uint8' or 'uint16'")
+        h, w = int(shape[0]), int(shape[1])
+        channels = int(shape[2]) if len(shape) == 3 else 3  # (H, W): an RGB camera; gray ones say (H, W, 1)
+        for eng in self.engines:
+            if eng is not None:
+                for _ in range(2):  # the compile, then the first run's own allocations
+                    eng.warm(h, w, channels=channels, dtype=np.dtype(dtype).type,
+                             focus=self.policy.wants_gain(eng.manifest))
 
     def _measure(self, load_ms: float, n: int) -> LoadReport:
         rng = np.random.default_rng(0)
         frame = np.clip(rng.normal(200, 20, (REFERENCE_SIZE, REFERENCE_SIZE, 3)), 0, 255).astype(np.uint8)
         eng = self.engines[0]
         assert eng is not None
-        unit, info = to_unit(frame)
-        estimator = self.defocus_estimator
+        with_estimator = self.policy.estimator is not None
         times = []
         for _ in range(n + 1):
             t = time.perf_counter()
-            from_unit(eng.restore_unit(unit), info)
-            if estimator is not None:
+            capture = Capture(frame)
+            eng.restore(capture, focus=self.policy.wants_gain(eng.manifest))
+            if with_estimator:
                 try:
-                    self._run_estimator(unit, frame, None)
+                    self.policy.estimate_for_report(capture)
                 except Exception as e:  # e.g. a crop larger than the reference frame: measured without it
                     log.debug("virtualfocus: load measurement without the defocus estimator (%s)", e)
-                    estimator = None
+                    with_estimator = False
             times.append((time.perf_counter() - t) * 1e3)
         first, rest = times[0], np.asarray(times[1:])
         trained = bool(eng.manifest.trained) if eng.manifest is not None else True
-        label = _estimator_label(self.defocus_estimator)
-        if label and estimator is None:
+        label = estimator_label(self.policy.estimator)
+        if label and not with_estimator:
             label += " (failed on the reference frame: not in these figures)"
         return LoadReport(eng.name, eng.backend_name, load_ms, first, float(np.percentile(rest, 50)),
                           float(np.percentile(rest, 95)), self.budget_ms, trained, label)
@@ -619,6 +414,12 @@ class FocusRuntime:
     @property
     def ladder(self) -> list[str]:
         return [e.name if e is not None else PASSTHROUGH for e in self.engines]
+
+    @staticmethod
+    def trusted_range(engine: ModelEngine | None) -> tuple[float, float]:
+        """The trusted defocus range (µm) of ``engine``'s model: its manifest's ``trusted_defocus_um``, else
+        :data:`~virtualfocus.edge.defocus.DEFAULT_TRUSTED_UM`."""
+        return trusted_range(engine.manifest if engine is not None else None)
 
     # -- synchronous path --------------------------------------------------------------------------------------
     def restore(self, image: np.ndarray, meta: Mapping[str, Any] | None = None) -> RestoredFrame:
@@ -643,155 +444,62 @@ class FocusRuntime:
     def _process(
         self, image: Any, meta: Mapping[str, Any] | None, *, index: int, submitted: float | None
     ) -> RestoredFrame:
+        """The one decision path of a frame: policy before the model, the model, policy after it."""
         t0 = time.perf_counter()
         queue_ms = (t0 - submitted) * 1e3 if submitted is not None else 0.0
-        bit_depth = meta.get("bit_depth") if isinstance(meta, Mapping) else None
-        unit, info = to_unit(image, name="image", bit_depth=bit_depth)
+        md = meta if isinstance(meta, Mapping) else {}
+        capture = Capture(validate_image(image, name="image"), md.get("key"), bit_depth=md.get("bit_depth"))
+        if capture.image.dtype.kind == "f" or md.get("bit_depth") is not None:
+            capture.info  # noqa: B018 - float scale, NaN and bit-depth checks raise InputError here, before any work
         with self._state_lock:
             rung = self._rung
         eng = self.engines[rung]
-        focus = None
-        if self.in_focus_threshold is not None:
-            from .metrics import focus_measure
+        manifest = (eng or self.engines[0]).manifest  # type: ignore[union-attr]
 
-            focus = float(focus_measure(unit[..., min(1, unit.shape[2] - 1)] * 255.0))
-            if focus >= self.in_focus_threshold:
-                est, trusted, note = self._estimate(unit, image, meta, index, eng or self.engines[0])
-                frame = self._frame(image, FrameStatus.IN_FOCUS, t0, PASSTHROUGH, "", index, meta, queue_ms,
-                                    _join("already in focus", note), focus, est, trusted)
-                self._flag(frame, eng or self.engines[0])
-                return frame
+        def frame(status: FrameStatus, out: Any, j: Judgement, message: str, variant: str = PASSTHROUGH,
+                  backend: str = "") -> RestoredFrame:
+            return RestoredFrame(image=out, status=status, latency_ms=(time.perf_counter() - t0) * 1e3,
+                                 variant=variant, backend=backend, index=index, meta=meta, queue_ms=queue_ms,
+                                 message=message, focus=j.focus, defocus_um=j.defocus_um, trusted=j.trusted,
+                                 defocus=j.estimate)
+
+        early = self.policy.before(capture, manifest, restoring=eng is not None, index=index)
+        if early.in_focus:
+            return self._flag(frame(FrameStatus.IN_FOCUS, image, early, early.message), manifest)
         if eng is None:
             self._account(rung, 0.0)
-            return self._frame(image, FrameStatus.PASSTHROUGH, t0, PASSTHROUGH, "", index, meta, queue_ms,
-                               "latency guard at pass-through", focus)
-        early = None
-        if self.in_focus_band_um is not None and self.defocus_estimator is not None:
-            early = self._estimate(unit, image, meta, index, eng)
-            est0 = early[0]
-            lo, hi = self.in_focus_band_um
-            if est0 is not None and est0.signed and est0.defocus_um is not None and lo <= est0.defocus_um <= hi:
-                frame = self._frame(image, FrameStatus.IN_FOCUS, t0, PASSTHROUGH, "", index, meta, queue_ms,
-                                    _join(f"already in focus (estimated {est0.defocus_um:+.2f} µm)", early[2]),
-                                    focus, est0, early[1])
-                self._flag(frame, eng)
-                return frame
+            return frame(FrameStatus.PASSTHROUGH, image, Judgement(focus=early.focus), "latency guard at pass-through")
         try:
-            out = eng.restore_unit(unit)
+            res = eng.restore(capture, bit_depth=capture.bit_depth, focus=self.policy.wants_gain(eng.manifest))
         except BackendError as e:
             self.events.emit(BackendFailed(eng.name, eng.backend_name, str(e), "frame delivered raw"))
-            return self._frame(image, FrameStatus.FAILED, t0, eng.name, eng.backend_name, index, meta, queue_ms,
-                               str(e), focus)
-        cold = eng.cold
-        # Inside the timed span: the guard holds restoration + defocus estimation to the budget together.
-        cal = self._gain_calibration(eng)
-        gain = restoration_gain(unit, out) if cal is not None else None
-        if early is not None:
-            est, trusted, note = early
-        elif self.defocus_estimator is not None:
-            est, trusted, note = self._estimate(unit, image, meta, index, eng)
-        elif cal is not None and gain is not None:
-            est, trusted, note = self._judge(cal.estimate(gain), eng)
-        else:
-            est, trusted, note = None, None, ""
-        if (self.pass_in_focus and cal is not None and gain is not None and cal.in_focus_below is not None
-                and gain < cal.in_focus_below):
-            # The model found next to nothing to restore: the capture is in focus, and any change would only
-            # cost detail (the thesis's "no harm in focus"). Its time still counts: the model did run.
-            ms = (time.perf_counter() - t0) * 1e3
-            if not cold:
-                self._account(rung, ms * min(1.0, REFERENCE_SIZE * REFERENCE_SIZE / (unit.shape[0] * unit.shape[1])))
-            frame = self._frame(image, FrameStatus.IN_FOCUS, t0, eng.name, eng.backend_name, index, meta, queue_ms,
-                                _join(f"already in focus (restoration gain {gain:.3f} < {cal.in_focus_below:.3f})",
-                                      note), focus, est, trusted)
-            self._flag(frame, eng)
-            return frame
-        result = from_unit(out, info)
-        ms = (time.perf_counter() - t0) * 1e3
-        if not cold:
+            return frame(FrameStatus.FAILED, image, Judgement(focus=early.focus), str(e), eng.name, eng.backend_name)
+        # Inside the timed span: the guard holds restoration + the policy's checks to the budget together.
+        gain = None
+        if res.focus is not None:
+            f_in = capture.focus()
+            gain = res.focus / f_in if f_in > 0 else float("inf")
+        j = self.policy.after(early, capture, eng.manifest, gain=gain, index=index)
+        if not res.cold:
             # The budget is per reference capture: larger frames (scan images) count pro rata by pixels.
-            pixels = unit.shape[0] * unit.shape[1]
-            self._account(rung, ms * min(1.0, REFERENCE_SIZE * REFERENCE_SIZE / pixels))
-        frame = RestoredFrame(result, FrameStatus.RESTORED, ms, eng.name, eng.backend_name, index, meta, queue_ms,
-                              _join(_nonfinite_note(info), note), focus,
-                              est.defocus_um if est is not None else None, trusted, est)
-        self._flag(frame, eng)
-        return frame
+            pixels = capture.image.shape[0] * capture.image.shape[1]
+            self._account(rung, (time.perf_counter() - t0) * 1e3 * min(1.0, REFERENCE_SIZE**2 / pixels))
+        if j.in_focus:  # the model ran but found nothing to restore: the capture goes back untouched
+            return self._flag(frame(FrameStatus.IN_FOCUS, image, j, j.message, eng.name, eng.backend_name), manifest)
+        nonfinite = f"{res.nonfinite} NaN/Inf pixel(s) were treated as 0" if res.nonfinite else ""
+        message = "; ".join(n for n in (nonfinite, j.note) if n)
+        return self._flag(frame(FrameStatus.RESTORED, res.image, j, message, eng.name, eng.backend_name), manifest)
 
-    @staticmethod
-    def _frame(image: Any, status: FrameStatus, t0: float, variant: str, backend: str, index: int,
-               meta: Mapping[str, Any] | None, queue_ms: float, message: str, focus: float | None,
-               est: DefocusEstimate | None = None, trusted: bool | None = None) -> RestoredFrame:
-        return RestoredFrame(image, status, (time.perf_counter() - t0) * 1e3, variant, backend, index, meta,
-                             queue_ms, message, focus, est.defocus_um if est is not None else None, trusted, est)
-
-    # -- trusted range -----------------------------------------------------------------------------------------
-    @staticmethod
-    def trusted_range(engine: ModelEngine | None) -> tuple[float, float]:
-        """The trusted defocus range (µm) of ``engine``'s model: its manifest's ``trusted_defocus_um``, else
-        :data:`~virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`."""
-        m = engine.manifest if engine is not None else None
-        if m is not None and m.trusted_defocus_um is not None:
-            lo, hi = m.trusted_defocus_um
-            return float(lo), float(hi)
-        return DEFAULT_TRUSTED_UM
-
-    def _run_estimator(self, unit: np.ndarray, image: Any, key: Any) -> DefocusEstimate:
-        est = self.defocus_estimator
-        if isinstance(est, DefocusClassifier):
-            return est.estimate_unit(unit)  # the capture is already converted: no second to_unit
-        out = est.estimate(image, key=key)
-        if not isinstance(out, DefocusEstimate):
-            raise TypeError(f"{type(est).__name__}.estimate returned {type(out).__name__}, not a DefocusEstimate")
-        return out
-
-    def _estimate(self, unit: np.ndarray, image: Any, meta: Mapping[str, Any] | None, index: int,
-                  engine: ModelEngine | None) -> tuple[DefocusEstimate | None, bool | None, str]:
-        """(estimate, trusted, note for the frame's message); never raises: a failure gives (None, None, "")."""
-        if self.defocus_estimator is None:
-            return None, None, ""
-        key = meta.get("key") if isinstance(meta, Mapping) else None
-        try:
-            est = self._run_estimator(unit, image, key)
-        except Exception as e:  # the estimator must never cost a frame
-            with self._state_lock:
-                self.estimator_failures += 1
-                first = type(e).__name__ not in self._estimator_warned
-                self._estimator_warned.add(type(e).__name__)
-            if first:
-                log.warning("virtualfocus: defocus estimator %s failed on frame %d (%s: %s); such frames are delivered "
-                            "with trusted=None (warned once per error type)", _estimator_label(self.defocus_estimator),
-                            index, type(e).__name__, e)
-            return None, None, ""
-        return self._judge(est, engine)
-
-    def _judge(self, est: DefocusEstimate, engine: ModelEngine | None
-               ) -> tuple[DefocusEstimate, bool | None, str]:
-        lo, hi = self.trusted_range(engine)
-        trusted = in_trusted_range(est, (lo, hi))
-        note = ""
-        if trusted is False:
-            d = est.defocus_um
-            side = f"{d:+.2f} µm" if est.signed else f"|{d:.2f}| µm"
-            note = f"untrusted: estimated defocus {side} is outside the trusted range {lo:+.1f}…{hi:+.1f} µm"
-        return est, trusted, note
-
-    def _gain_calibration(self, engine: ModelEngine) -> FocusGainCalibration | None:
-        key = id(engine)
-        if key not in self._gain_cal:
-            m = engine.manifest
-            self._gain_cal[key] = FocusGainCalibration.of_model(engine.name, m.focus_gain if m else None)
-        return self._gain_cal[key]
-
-    def _flag(self, frame: RestoredFrame, engine: ModelEngine | None) -> None:
+    def _flag(self, frame: RestoredFrame, manifest: Manifest | None) -> RestoredFrame:
         if frame.trusted is False and frame.defocus is not None and frame.defocus_um is not None:
             key = frame.meta.get("key") if isinstance(frame.meta, Mapping) else None
-            self.events.emit(UntrustedCapture(frame.index, key, frame.defocus_um, self.trusted_range(engine),
+            self.events.emit(UntrustedCapture(frame.index, key, frame.defocus_um, trusted_range(manifest),
                                               frame.defocus.signed, frame.variant, frame.status.value))
+        return frame
 
     def _account(self, rung: int, ms: float) -> None:
         """Feed the guard; step down the ladder when over budget, probe back up after a while."""
-        events: list[Any] = []
+        events: list[Event] = []
         with self._state_lock:
             if rung != self._rung:
                 return  # a frame from before the last step says nothing about the current rung
@@ -804,7 +512,7 @@ class FocusRuntime:
                 g.reset()
                 reason = f"rolling p95 {p95:.1f} ms > budget {self.budget_ms:g} ms"
                 events += [BudgetExceededEvent(old, p95, self.budget_ms), FallbackEngaged(old, self.variant, reason)]
-            elif self._probing and len(g._samples) >= g.window:
+            elif self._probing and g.full:
                 self._probing = False
                 g.probe_succeeded()
                 events.append(GuardRecovered(self.variant, g.p95()))
@@ -828,123 +536,111 @@ class FocusRuntime:
         fut: Future[RestoredFrame] = Future()
         fut.set_running_or_notify_cancel()
         frame = np.array(image, copy=True) if isinstance(image, np.ndarray) else image
-        job = _Job(index, frame, meta, fut, now, now + self.deadline_ms / 1e3)
-        if self._closed:
+        job = _Job(index, frame, meta, fut, now, now + self.deadline_ms / 1e3, owner=self)
+        sched = self._sched
+        if sched.closed:
             self._resolve(job, self._raw(job, FrameStatus.CLOSED, "runtime is closed"))
             return fut
         self._ensure_threads()
-        with self._deadline_cv:
-            self._pending.add(job)
-            heapq.heappush(self._deadlines, (job.deadline, index, job))
-            self._deadline_cv.notify()
+        with sched.cv:
+            sched.pending.add(job)
+            heapq.heappush(sched.deadlines, (job.deadline, index, job))
+            sched.cv.notify()
         try:
-            self._queue.put_nowait(job)
+            sched.queue.put_nowait(job)
         except queue.Full:
             self._resolve(job, self._raw(job, FrameStatus.OVERFLOW, "queue full: restoration cannot keep up"))
         return fut
 
     def _raw(self, job: _Job, status: FrameStatus, message: str) -> RestoredFrame:
         waited = (time.perf_counter() - job.submitted) * 1e3
-        return RestoredFrame(job.image, status, 0.0, PASSTHROUGH, "", job.index, job.meta, waited, message)
+        return RestoredFrame(image=job.image, status=status, latency_ms=0.0, variant=PASSTHROUGH, index=job.index,
+                             meta=job.meta, queue_ms=waited, message=message)
 
     def _resolve(self, job: _Job, frame: RestoredFrame) -> bool:
         with job.lock:
             if job.done:
                 return False
             job.done = True
-        with self._deadline_cv:
-            self._pending.discard(job)
+        with self._sched.cv:
+            self._sched.pending.discard(job)
+        job.owner = None  # the deadline heap keeps the job until its deadline; the runtime need not wait with it
         try:
             job.future.set_result(frame)
         except InvalidStateError:  # pragma: no cover - guarded by job.lock
             return False
-        job.image = None  # the deadline heap keeps the job until its deadline; the pixels need not wait with it
+        job.image = None
         self.events.emit(FrameRestored(frame))
         return True
 
+    def _run_job(self, job: _Job) -> None:
+        try:
+            frame = self._process(job.image, job.meta, index=job.index, submitted=job.submitted)
+        except InputError as e:
+            frame = self._raw(job, FrameStatus.REJECTED, str(e))
+        except Exception as e:  # the worker must survive anything a frame or backend throws
+            log.exception("virtualfocus: unexpected error on frame %d; delivered raw", job.index)
+            frame = self._raw(job, FrameStatus.FAILED, f"{type(e).__name__}: {e}")
+        if not self._resolve(job, frame):
+            log.debug("virtualfocus: frame %d finished after its deadline; raw copy was delivered", job.index)
+
+    def _late(self, job: _Job) -> None:
+        waited = (time.perf_counter() - job.submitted) * 1e3
+        if self._resolve(job, self._raw(job, FrameStatus.LATE, f"missed the {self.deadline_ms:g} ms deadline")):
+            self.events.emit(FrameLate(job.index, waited, self.deadline_ms))
+            # A missed deadline is the clearest sign of overload: it counts against the running rung.
+            self._account(self._rung, waited)
+
     def start(self) -> None:
         """Start the worker and deadline threads now (they also start on the first :meth:`submit`)."""
-        if self._closed:
+        if self._sched.closed:
             raise RuntimeError("FocusRuntime is closed")
         self._ensure_threads()
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._sched.closed
 
     def _ensure_threads(self) -> None:
         if self._worker is not None:
             return
         with self._start_lock:
             if self._worker is None:
-                self._watchdog = threading.Thread(target=self._watch, name="virtualfocus-deadlines", daemon=True)
+                self._watchdog = threading.Thread(target=_watch, args=(self._sched,), name="virtualfocus-deadlines",
+                                                  daemon=True)
                 self._watchdog.start()
-                self._worker = threading.Thread(target=self._work, name="virtualfocus-worker", daemon=True)
+                self._worker = threading.Thread(target=_work, args=(self._sched,), name="virtualfocus-worker",
+                                                daemon=True)
                 self._worker.start()
-
-    def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            if job.done:
-                continue
-            try:
-                frame = self._process(job.image, job.meta, index=job.index, submitted=job.submitted)
-            except InputError as e:
-                frame = self._raw(job, FrameStatus.REJECTED, str(e))
-            except Exception as e:  # the worker must survive anything a frame or backend throws
-                log.exception("virtualfocus: unexpected error on frame %d; delivered raw", job.index)
-                frame = self._raw(job, FrameStatus.FAILED, f"{type(e).__name__}: {e}")
-            if not self._resolve(job, frame):
-                log.debug("virtualfocus: frame %d finished after its deadline; raw copy was delivered", job.index)
-
-    def _watch(self) -> None:
-        while True:
-            with self._deadline_cv:
-                while not self._deadlines and not self._closed:
-                    self._deadline_cv.wait()
-                if self._closed and not self._pending:
-                    return
-                if not self._deadlines:
-                    self._deadline_cv.wait(0.05)
-                    continue
-                deadline, _, job = self._deadlines[0]
-                wait = deadline - time.perf_counter()
-                if wait > 0:
-                    self._deadline_cv.wait(wait)
-                    continue
-                heapq.heappop(self._deadlines)
-            if not job.done:
-                waited = (time.perf_counter() - job.submitted) * 1e3
-                if self._resolve(job, self._raw(job, FrameStatus.LATE, f"missed the {self.deadline_ms:g} ms deadline")):
-                    self.events.emit(FrameLate(job.index, waited, self.deadline_ms))
-                    # A missed deadline is the clearest sign of overload: it counts against the running rung.
-                    self._account(self._rung, waited)
+                # Collected with an empty queue (queued frames keep it alive): stop the threads.
+                weakref.finalize(self, _shutdown, self._sched, self._worker)
 
     # -- shutdown ----------------------------------------------------------------------------------------------
     def close(self, *, drain: bool = True, timeout: float | None = None) -> None:
         """Stop accepting frames. ``drain=True`` restores what is queued (each still bound by its deadline);
-        ``drain=False`` returns every pending frame raw, flagged ``closed``. Every future resolves either way."""
-        if self._closed:
-            return
-        self._closed = True
+        ``drain=False`` returns every pending frame raw, flagged ``closed``. Every future resolves either way.
+        Closing twice is harmless; leaving a ``with`` block and interpreter exit close with ``drain=True``."""
+        sched = self._sched
+        with sched.cv:
+            if sched.closed:
+                return
+            sched.closed = True
         if not drain:
-            with self._deadline_cv:
-                pending = list(self._pending)
-            for job in sorted(pending, key=lambda j: j.index):
-                self._resolve(job, self._raw(job, FrameStatus.CLOSED, "runtime closed before restoration"))
+            self._resolve_pending("runtime closed before restoration")
         if self._worker is not None:
-            self._queue.put(None)
+            sched.queue.put(None)
             self._worker.join(timeout)
-        with self._deadline_cv:
-            pending = list(self._pending)
-        for job in sorted(pending, key=lambda j: j.index):  # anything the worker did not reach in time
-            self._resolve(job, self._raw(job, FrameStatus.CLOSED, "runtime closed before restoration"))
-        with self._deadline_cv:
-            self._deadline_cv.notify_all()
+        self._resolve_pending("runtime closed before restoration")  # anything the worker did not reach in time
+        with sched.cv:
+            sched.cv.notify_all()
         if self._watchdog is not None:
             self._watchdog.join(1.0)
+
+    def _resolve_pending(self, message: str) -> None:
+        with self._sched.cv:
+            pending = sorted(self._sched.pending, key=lambda j: j.index)
+        for job in pending:
+            self._resolve(job, self._raw(job, FrameStatus.CLOSED, message))
 
     def __enter__(self) -> FocusRuntime:
         return self
@@ -954,47 +650,3 @@ class FocusRuntime:
 
     def __repr__(self) -> str:
         return f"FocusRuntime(variant={self.variant!r}, ladder={self.ladder}, budget_ms={self.budget_ms:g})"
-
-
-def _nonfinite_note(info: ImageInfo) -> str:
-    return f"{info.nonfinite} NaN/Inf pixel(s) were treated as 0" if info.nonfinite else ""
-
-
-def _join(*notes: str) -> str:
-    return "; ".join(n for n in notes if n)
-
-
-def _estimator_label(estimator: Any) -> str:
-    if estimator is None:
-        return ""
-    if isinstance(estimator, DefocusClassifier):
-        return f"{estimator.name} on {estimator.backend_name}"
-    return type(estimator).__name__
-
-
-def _load_estimator(spec: Any, *, backend: str | None, threads: int | None, precision: str) -> Any:
-    """Resolve ``FocusRuntime.load(defocus_estimator=...)`` (see there)."""
-    if spec is None or spec is False:
-        return None
-    # The estimator runs its own full-precision file; only an OpenVINO execution hint carries over.
-    prec = precision if precision in ("f32", "bf16", "f16") else "default"
-    if isinstance(spec, str) and spec == "auto":
-        try:
-            name = shipped().defocus_estimator
-        except ModelLoadError:
-            return None
-        if name is None:
-            return None
-        try:
-            return DefocusClassifier.load(name, backend=backend, threads=threads, precision=prec)
-        except (ModelLoadError, BackendError) as e:
-            log.warning("virtualfocus: could not load the shipped defocus estimator %s (%s); captures are not checked "
-                        "against the trusted range", name, e)
-            return None
-    if isinstance(spec, (str, os.PathLike)):
-        return DefocusClassifier.load(spec, backend=backend, threads=threads, precision=prec)
-    if callable(getattr(spec, "estimate", None)):
-        return spec
-    raise InputError(f"defocus_estimator={spec!r}: expected 'auto', None, False, a defocus model folder, or an object "
-                     "with estimate(image, key=...)")
-

@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..runtime import PASSTHROUGH, FocusRuntime, FrameStatus, RestoredFrame
+from .. import lifecycle
+from ..frames import PASSTHROUGH, FrameStatus, RestoredFrame
+from ..runtime import FocusRuntime
 
 if TYPE_CHECKING:
     from .telemetry import DriftMonitor, DriftSample
@@ -145,6 +147,10 @@ class _OrderedDelivery:
         self._backlog_warning = backlog_warning
         self._warn = _WarnLimiter()
         self.counts: dict[str, int] = {}
+        lifecycle.register(self)  # still open at interpreter exit: delivered in full before the libraries unload
+
+    def close(self, timeout: float | None = 30.0) -> bool:  # pragma: no cover - each stream defines its own
+        raise NotImplementedError
 
     # -- listeners -------------------------------------------------------------------------------------------
     def connect(self, listener: Callable[[StreamFrame], Any]) -> Callable[[StreamFrame], Any]:
@@ -183,7 +189,8 @@ class _OrderedDelivery:
 
     def _put_raw(self, pending: _Pending, status: FrameStatus, message: str) -> None:
         """Deliver ``pending`` untouched (the hook could not hand it to the runtime)."""
-        frame = RestoredFrame(pending.raw, status, 0.0, PASSTHROUGH, "", -1, pending.meta, 0.0, message)
+        frame = RestoredFrame(image=pending.raw, status=status, latency_ms=0.0, variant=PASSTHROUGH, meta=pending.meta,
+                              message=message)
         self._put(pending, frame)
 
     # -- delivery thread -------------------------------------------------------------------------------------

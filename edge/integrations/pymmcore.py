@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import ModelEngine
 from ..errors import InputError
-from ..runtime import FocusRuntime, ModelEngine
+from ..runtime import FocusRuntime
 from .callbacks import FrameStream, StreamFrame, _OrderedDelivery, _WarnLimiter
 from .telemetry import DriftMonitor, FocusDriftDetected, FocusDriftRecovered
 from .twoshot import TwoShotConfig, TwoShotStream

@@ -32,11 +32,17 @@ import time
 from collections import deque
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..defocus import DEFAULT_TRUSTED_UM, DefocusEstimate, in_trusted_range
+from ..defocus import (
+    DEFAULT_TRUSTED_UM,
+    DefocusEstimate,
+    DefocusEstimator,
+    PairDefocusEstimator,
+    in_trusted_range,
+)
 from ..errors import InputError
 from ..events import Event, EventBus
 from ..metrics import focus_measure
@@ -55,6 +61,7 @@ __all__ = [
     "FocusDriftDetected",
     "FocusDriftRecovered",
     "FocusMeasureEstimator",
+    "PairDefocusEstimator",
 ]
 
 log = logging.getLogger("virtualfocus")
@@ -95,16 +102,6 @@ class FocusDriftRecovered(Event):
 
 
 # --------------------------------------------------------------------------------------------------- estimators
-class DefocusEstimator(Protocol):
-    """What :class:`DriftMonitor` needs from an estimator."""
-
-    def estimate(self, image: np.ndarray, *, key: Hashable = None) -> DefocusEstimate: ...
-
-    def estimate_pair(
-        self, images: Sequence[np.ndarray], zs_um: Sequence[float], *, key: Hashable = None
-    ) -> DefocusEstimate: ...
-
-
 class FocusMeasureEstimator:
     """Defocus from the thesis focus measure F (see the module docstring).
 
@@ -218,7 +215,7 @@ class DriftMonitor:
 
     def __init__(
         self,
-        estimator: DefocusEstimator | None = None,
+        estimator: PairDefocusEstimator | None = None,
         *,
         trusted_defocus_um: tuple[float, float] = DEFAULT_TRUSTED_UM,
         window: int = 50,
@@ -232,7 +229,7 @@ class DriftMonitor:
         if window < 2 or confirm < 1 or history < window:
             raise InputError(f"DriftMonitor(window={window}, confirm={confirm}, history={history}): need window ≥ 2, "
                              "confirm ≥ 1 and history ≥ window")
-        self.estimator: DefocusEstimator = estimator or FocusMeasureEstimator()
+        self.estimator: PairDefocusEstimator = estimator or FocusMeasureEstimator()
         self.trusted_um = (lo, hi)
         self.window = int(window)
         self.confirm = int(confirm)

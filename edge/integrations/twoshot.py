@@ -23,6 +23,7 @@ single-shot and flagged (``virtualfocus.two_shot_reason`` says so).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import queue
@@ -35,11 +36,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ..defocus import FocusGainCalibration, restoration_gain
+from ..engine import ModelEngine
 from ..errors import BackendError, InputError, ModelLoadError
+from ..frames import PASSTHROUGH, FrameStatus, RestoredFrame
 from ..metrics import brenner
+from ..policy import Capture, FocusPolicy, Judgement, focus_of_unit
 from ..preprocess import from_unit, to_unit
-from ..runtime import PASSTHROUGH, FocusRuntime, FrameStatus, ModelEngine, RestoredFrame
+from ..runtime import FocusRuntime
 from .callbacks import StreamFrame, _OrderedDelivery, _Pending
 
 if TYPE_CHECKING:
@@ -221,7 +224,6 @@ def load_two_shot_engine(
         Not found, not a two-input model, or no backend could load it.
     """
     from ..models import resolve_model, shipped
-    from ..runtime import ModelEngine
 
     if model is None:
         name = shipped().two_shot
@@ -278,8 +280,9 @@ class TwoShotFuser:
         self.engine = engine
         self.config = config or TwoShotConfig()
         self._lock = threading.Lock()  # one fusion at a time per engine
-        m = engine.manifest
-        self.gain_calibration = FocusGainCalibration.of_model(engine.name, m.focus_gain if m else None)
+        # Pass-through and trust are decided as in the single-capture runtime (same policy, same manifest data).
+        self.policy = FocusPolicy(pass_in_focus=self.config.pass_in_focus)
+        self.gain_calibration = self.policy.calibration(engine.manifest, engine.name)
 
     def single(self, image: Any, meta: Mapping[str, Any] | None, reason: str, *, base_shot: int = 0,
                shift: ShiftEstimate | None = None) -> TwoShotResult:
@@ -288,14 +291,15 @@ class TwoShotFuser:
         try:
             frame = self.runtime.restore(image, meta)
         except InputError as e:
-            frame = RestoredFrame(image, FrameStatus.REJECTED, (time.perf_counter() - t0) * 1e3, PASSTHROUGH, "",
-                                  -1, meta, 0.0, str(e))
+            frame = RestoredFrame(image=image, status=FrameStatus.REJECTED, latency_ms=(time.perf_counter() - t0) * 1e3,
+                                  variant=PASSTHROUGH, meta=meta, message=str(e))
         except Exception as e:  # a fallback must never raise into the stream
-            frame = RestoredFrame(image, FrameStatus.FAILED, (time.perf_counter() - t0) * 1e3, PASSTHROUGH, "",
-                                  -1, meta, 0.0, f"{type(e).__name__}: {e}")
+            frame = RestoredFrame(image=image, status=FrameStatus.FAILED, latency_ms=(time.perf_counter() - t0) * 1e3,
+                                  variant=PASSTHROUGH, meta=meta, message=f"{type(e).__name__}: {e}")
         if frame.status is not FrameStatus.RESTORED or not frame.message:
-            frame = RestoredFrame(frame.image, frame.status, frame.latency_ms, frame.variant, frame.backend,
-                                  frame.index, frame.meta, frame.queue_ms, frame.message or reason, frame.focus)
+            frame = RestoredFrame(image=frame.image, status=frame.status, latency_ms=frame.latency_ms,
+                                  variant=frame.variant, backend=frame.backend, index=frame.index, meta=frame.meta,
+                                  queue_ms=frame.queue_ms, message=frame.message or reason, focus=frame.focus)
         return TwoShotResult(frame, "single-shot", reason, shift, base_shot)
 
     def fuse(
@@ -344,21 +348,28 @@ class TwoShotFuser:
                 out = self.engine.restore_unit(x)
         except BackendError as e:
             return self.single(base_img, meta, f"two-shot model failed ({e})", base_shot=base_shot, shift=shift)
-        cal = self.gain_calibration
-        if cfg.pass_in_focus and cal is not None and cal.in_focus_below is not None:
-            gain = restoration_gain(base, out)
-            if gain < cal.in_focus_below:
-                ms = (time.perf_counter() - t0) * 1e3
-                note = (f"already in focus (restoration gain {gain:.3f} < {cal.in_focus_below:.3f}): the sharper "
-                        f"shot (base {base_shot}) returned untouched")
-                frame = RestoredFrame(base_img, FrameStatus.IN_FOCUS, ms, self.engine.name, self.engine.backend_name,
-                                      -1, meta, 0.0, note)
-                return TwoShotResult(frame, "in-focus", "", shift, base_shot)
+        # The runtime's own decision path: the restoration gain of the sharper shot against the model's calibration.
+        manifest = self.engine.manifest
+        gain = None
+        if self.policy.wants_gain(manifest):
+            ch = 1 if base.shape[2] == 3 else 0
+            f_in = focus_of_unit(base, ch)
+            gain = focus_of_unit(out, ch) / f_in if f_in > 0 else float("inf")
+        j = self.policy.after(Judgement(), Capture(base_img), manifest, gain=gain)
+        if j.in_focus:
+            note = f"{j.in_focus}: the sharper shot (base {base_shot}) returned untouched"
+            frame = RestoredFrame(image=base_img, status=FrameStatus.IN_FOCUS, latency_ms=(time.perf_counter() - t0) * 1e3,
+                                  variant=self.engine.name, backend=self.engine.backend_name, meta=meta,
+                                  message="; ".join(n for n in (note, j.note) if n), defocus_um=j.defocus_um,
+                                  trusted=j.trusted, defocus=j.estimate)
+            return TwoShotResult(frame, "in-focus", "", shift, base_shot)
         image = from_unit(out, base_info)
         ms = (time.perf_counter() - t0) * 1e3
         note = f"fused 2 shots (base {base_shot}, shift {dy:+.2f},{dx:+.2f} px)"
-        frame = RestoredFrame(image, FrameStatus.RESTORED, ms, self.engine.name, self.engine.backend_name, -1, meta,
-                              0.0, note)
+        frame = RestoredFrame(image=image, status=FrameStatus.RESTORED, latency_ms=ms, variant=self.engine.name,
+                              backend=self.engine.backend_name, meta=meta,
+                              message="; ".join(n for n in (note, j.note) if n), defocus_um=j.defocus_um,
+                              trusted=j.trusted, defocus=j.estimate)
         return TwoShotResult(frame, "fused", "", shift, base_shot)
 
 
@@ -549,8 +560,8 @@ class TwoShotStream(_OrderedDelivery):
                 raws, zs = (first[0],), ()
         except Exception as e:  # never lose a frame
             log.exception("virtualfocus: two-shot fusion failed on frame %d; delivered raw", g.seq)
-            frame = RestoredFrame(g.shots[0][0], FrameStatus.FAILED, 0.0, PASSTHROUGH, "", -1, g.shots[0][1], 0.0,
-                                  f"{type(e).__name__}: {e}")
+            frame = RestoredFrame(image=g.shots[0][0], status=FrameStatus.FAILED, latency_ms=0.0, variant=PASSTHROUGH,
+                                  meta=g.shots[0][1], message=f"{type(e).__name__}: {e}")
             result = TwoShotResult(frame, "single-shot", f"fusion error: {e}")
             raws, zs = (g.shots[0][0],), ()
         if result.mode == "single-shot":
@@ -562,9 +573,8 @@ class TwoShotStream(_OrderedDelivery):
                 del self.pair_ms[:500]
         first = g.shots[0]
         frame = result.frame
-        frame = RestoredFrame(frame.image, frame.status, frame.latency_ms, frame.variant, frame.backend, frame.index,
-                              first[1], (time.perf_counter() - g.opened) * 1e3 - frame.latency_ms, frame.message,
-                              frame.focus)
+        frame = dataclasses.replace(frame, meta=first[1],
+                                    queue_ms=(time.perf_counter() - g.opened) * 1e3 - frame.latency_ms)
         pending = _Pending(g.seq, first[0], first[1], first[2], g.key, extra=result.metadata(), raws=raws, zs=zs)
         with self._lock:
             self._inflight -= 1

@@ -160,7 +160,9 @@ def test_guard_steps_down_the_ladder_and_emits_events(identity_model):
     rt.events.connect(FallbackEngaged, seen.append)
     img = np.full((64, 64, 3), 128, np.uint8)
     statuses = [rt.restore(img) for _ in range(30)]
-    assert statuses[0].variant == "quality" and statuses[-1].variant == "fast"
+    variants = [f.variant for f in statuses]
+    # "fast" itself may step down further when a loaded machine stalls it: the test is about leaving "quality".
+    assert variants[0] == "quality" and "fast" in variants and variants[-1] != "quality"
     assert any(isinstance(e, BudgetExceededEvent) and e.variant == "quality" for e in seen)
     assert any(isinstance(e, FallbackEngaged) and e.to_variant == "fast" for e in seen)
 
@@ -246,7 +248,7 @@ def test_backend_failure_without_fallback_delivers_raw_and_worker_survives(ident
 
 
 def test_rejected_input_in_submit_is_delivered_as_given(identity_model):
-    rt = FocusRuntime.load(identity_model, warmup=5)
+    rt = FocusRuntime.load(identity_model, warmup=5, deadline_ms=10_000)  # the 40×40 frame compiles a new shape
     bad = np.zeros((3, 3), np.uint8)
     r = rt.submit(bad, meta={"i": 0}).result(timeout=10)
     ok = rt.submit(np.zeros((40, 40), np.uint8)).result(timeout=10)
@@ -266,7 +268,7 @@ def test_close_without_drain_resolves_every_pending_future(identity_model):
 
 
 def test_failing_listener_is_logged_not_raised(identity_model, caplog):
-    rt = FocusRuntime.load(identity_model, warmup=5)
+    rt = FocusRuntime.load(identity_model, warmup=5, deadline_ms=10_000)  # its 32×32 frame compiles a new shape
     got = []
 
     def bad(_ev):
@@ -483,7 +485,7 @@ def test_restoration_gain_flags_untrusted_captures_without_a_classifier(identity
         rt.events.connect(UntrustedCapture, seen.append)
         frame = rt.restore(img)
     assert frame.status is FrameStatus.RESTORED and frame.trusted is False
-    assert frame.defocus_um == pytest.approx(1.6) and "|1.60| µm is outside the trusted range" in frame.message
+    assert frame.defocus_um == pytest.approx(1.6) and "magnitude 1.60 µm exceeds 0.80 µm, the nearer bound of the trusted range" in frame.message
     assert len(seen) == 1 and seen[0].signed is False
 
 
@@ -491,3 +493,11 @@ def test_bad_focus_gain_calibration_is_refused_at_load(identity_model):
     _with_focus_gain(identity_model, levels_um=[0.0, 0.2], gain=[1.0])
     with pytest.raises(ModelLoadError, match=r"focus_gain.*same length"):
         Manifest.load(identity_model)
+
+
+def test_load_report_says_when_there_is_no_budget():
+    from virtualfocus.edge.runtime import LoadReport
+
+    batch = LoadReport("v", "openvino", 10.0, 5.0, 1.0, 2.0, 1e9, True)
+    assert "no latency budget" in str(batch) and "1e+09" not in str(batch)
+    assert "(budget 70 ms)" in str(LoadReport("v", "openvino", 10.0, 5.0, 1.0, 2.0, 70.0, True))
