@@ -7,7 +7,7 @@
 
 from .classifier import DefocusClassifier
 from .defocus import DefocusEstimate
-from .errors import BackendError, BudgetExceeded, InputError, ModelLoadError, VirtualFocusError
+from .errors import BackendError, BudgetExceeded, InputError, ModelLoadError, ModelTampered, VirtualFocusError
 from .events import (
     BackendFailed,
     BudgetExceededEvent,
@@ -38,6 +38,7 @@ __all__ = [
     "InputError",
     "LoadReport",
     "ModelLoadError",
+    "ModelTampered",
     "RestoredFrame",
     "UntrustedCapture",
     "VirtualFocusError",

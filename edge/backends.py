@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .defocus import focus_energy
-from .errors import BackendError, ModelLoadError
+from .errors import BackendError, ModelLoadError, ModelTampered
 
 if TYPE_CHECKING:
     from .manifest import ModelFile
@@ -471,7 +471,7 @@ def open_model(
         try:
             be = build(kind, f)
         except (ModelLoadError, BackendError) as e:
-            if isinstance(e, ModelLoadError) and "sha256" in str(e):
+            if isinstance(e, ModelTampered):
                 raise
             errors.append(str(e))
             continue

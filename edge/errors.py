@@ -27,6 +27,11 @@ class ModelLoadError(VirtualFocusError):
     """A model file or manifest that is missing, unreadable, tampered with or not compatible with this runtime."""
 
 
+class ModelTampered(ModelLoadError):
+    """A file listed in a model's manifest whose size or sha256 differs from the manifest: refused outright, never
+    replaced by another backend's file (a tampered or truncated folder is not a backend problem)."""
+
+
 class BackendError(VirtualFocusError):
     """An inference backend (OpenVINO, ONNX Runtime) is unavailable or failed while running a frame."""
 

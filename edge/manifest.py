@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from .defocus import FocusGainCalibration
-from .errors import InputError, ModelLoadError
+from .errors import InputError, ModelLoadError, ModelTampered
 
 __all__ = ["FORMAT", "TASKS", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
 
@@ -238,10 +238,10 @@ class Manifest:
                 raise ModelLoadError(f"{target}: listed in the manifest but missing")
             size = target.stat().st_size
             if size != f.bytes:
-                raise ModelLoadError(f"{target}: {size} bytes, manifest says {f.bytes} (truncated or replaced)")
+                raise ModelTampered(f"{target}: {size} bytes, manifest says {f.bytes} (truncated or replaced)")
             digest = sha256_file(target)
             if digest != f.sha256:
-                raise ModelLoadError(f"{target}: sha256 {digest[:12]}… does not match the manifest ({f.sha256[:12]}…)")
+                raise ModelTampered(f"{target}: sha256 {digest[:12]}… does not match the manifest ({f.sha256[:12]}…)")
 
     def select(self, backend: str, precision: str | None = None) -> ModelFile | None:
         """The file to run for ``backend`` (``precision`` None = the fastest shipped: int8, fp16, fp32)."""

@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import ModelLoadError
+from .errors import ModelLoadError, ModelTampered
 from .manifest import InputContract, Manifest, ModelFile, sha256_file
 
 __all__ = ["ModelSource", "Shipped", "models_root", "resolve_model", "shipped"]
@@ -130,9 +130,9 @@ class ModelSource:
         except OSError as e:
             raise ModelLoadError(f"{path}: cannot read ({e})") from e
         if f.sha256 and hashlib.sha256(data).hexdigest() != f.sha256:
-            raise ModelLoadError(f"{path}: sha256 does not match the manifest (tampered or truncated); refused")
+            raise ModelTampered(f"{path}: sha256 does not match the manifest (tampered or truncated); refused")
         if f.bytes and len(data) != f.bytes:
-            raise ModelLoadError(f"{path}: {len(data)} bytes, manifest says {f.bytes}; refused")
+            raise ModelTampered(f"{path}: {len(data)} bytes, manifest says {f.bytes}; refused")
         return data
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from virtualfocus.edge.errors import InputError, ModelLoadError
+from virtualfocus.edge.errors import InputError, ModelTampered
 from virtualfocus.edge.manifest import Manifest
 from virtualfocus.export import Calibration, ValidationSet, export_model
 from virtualfocus.export.data import simulated_stacks, to_model_input
@@ -123,7 +123,10 @@ def test_tampered_file_is_detected(exported: Path, tmp_path: Path):
     data = bytearray((copy / "model.bin").read_bytes())
     data[100] ^= 0xFF
     (copy / "model.bin").write_bytes(bytes(data))
-    with pytest.raises(ModelLoadError, match="sha256"):
+    with pytest.raises(ModelTampered, match="sha256"):
+        Manifest.load(copy)
+    (copy / "model.bin").write_bytes(bytes(data[:-10]))  # truncated: refused as tampered too, not a backend fallback
+    with pytest.raises(ModelTampered, match="truncated or replaced"):
         Manifest.load(copy)
 
 
