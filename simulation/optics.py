@@ -44,6 +44,8 @@ import numpy as np
 from numpy.typing import ArrayLike
 from virtualfocus.edge.errors import InputError
 
+from . import wotf as _wotf
+
 __all__ = [
     "CHANNEL_NAMES",
     "Camera",
@@ -158,10 +160,11 @@ class Optics:
     immersion_index: float = 1.515
     wavelengths_um: tuple[float, float, float] = (0.61, 0.54, 0.46)
     chromatic_shift_um: tuple[float, float, float] = (0.08, 0.0, -0.08)
-    spherical_waves: float = 0.03
+    spherical_waves: float = -0.015
     focal_shift_positive: float = 0.82
     reference_wavelength_um: float = 0.54
     pixel_um: float = 0.1
+    astigmatism_waves: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.na < self.immersion_index:
@@ -192,8 +195,14 @@ class Optics:
 
     @property
     def effective_na(self) -> float:
-        """Aperture of the equivalent incoherent system, ``(na + condenser_na) / 2``."""
-        return 0.5 * (self.na + self.condenser_na)
+        """Half the partially coherent cut-off: ``(na + min(condenser_na, na)) / 2`` (images pass no frequency
+        above ``2·effective_na/λ``)."""
+        return 0.5 * (self.na + min(self.condenser_na, self.na))
+
+    @property
+    def sigma(self) -> float:
+        """Coherence parameter ``σ = condenser_na / na`` (0: coherent, ≥ 1: incoherent for absorption)."""
+        return self.condenser_na / self.na
 
     def axial(self, defocus_um: float) -> float:
         """Physical focal displacement for a nominal defocus (applies :attr:`focal_shift_positive`)."""
@@ -211,6 +220,7 @@ class Optics:
             "focal_shift_positive": self.focal_shift_positive,
             "reference_wavelength_um": self.reference_wavelength_um,
             "pixel_um": self.pixel_um,
+            "astigmatism_waves": self.astigmatism_waves,
         }
 
     @classmethod
@@ -284,31 +294,14 @@ def _pupil_grid(h: int, w: int, dx: float) -> tuple[np.ndarray, np.ndarray, np.n
     return order, f2[order], np.sqrt(f2[order])
 
 
-def _pupil(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    """Complex pupil function sampled on the FFT grid of an image of ``shape`` (origin at [0, 0])."""
-    h, w = int(shape[0]), int(shape[1])
-    order, f2_sorted, _ = _pupil_grid(h, w, float(optics.pixel_um))
-    n_over_l = optics.immersion_index / wavelength_um
-    fc = optics.effective_na / wavelength_um
-    n_in = int(np.searchsorted(f2_sorted, fc * fc, side="right"))
-    idx = order[:n_in]
-    f2 = f2_sorted[:n_in]
-    rho2 = f2 / (fc * fc)
-    kz = np.sqrt(np.maximum(n_over_l * n_over_l - f2, 0.0))
-    phase = (2.0 * np.pi * optics.axial(defocus_um)) * (kz - n_over_l)
-    if optics.spherical_waves:
-        z40 = math.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
-        waves = optics.spherical_waves * optics.reference_wavelength_um / wavelength_um
-        phase += 2.0 * np.pi * waves * z40
-    pupil = np.zeros(h * w, np.complex64)
-    pupil[idx] = np.exp(1j * phase)
-    return pupil.reshape(h, w)
-
-
 def _psf_full(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    pupil = _pupil(optics, defocus_um, wavelength_um, shape).astype(np.complex64)
-    amp = _ifft2(pupil)
-    p = (amp.real * amp.real + amp.imag * amp.imag).astype(np.float64)
+    """Image of a weak absorbing point on the full grid of ``shape`` (origin at [0, 0], float64, sums to 1).
+
+    The inverse transform of the absorption weak-object transfer function (:func:`.wotf.transfer_functions`); for a
+    wide condenser it is the incoherent PSF, for a narrow one it rings (and may dip below zero).
+    """
+    t_abs, _ = _wotf.transfer_functions(optics, defocus_um, wavelength_um, (int(shape[0]), int(shape[1])))
+    p = np.fft.irfft2(t_abs.astype(np.float64), s=(int(shape[0]), int(shape[1])))
     return p / p.sum()
 
 
@@ -396,15 +389,16 @@ def _otf_key(
     return (optics, round(z, 4), float(wavelength_um), (int(shape[0]), int(shape[1]))), z
 
 
-def _real_otf(optics: Optics, z: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    """Real part of the ``rfft2`` of the PSF on the full grid (float32).
+def _real_otf(
+    optics: Optics, z: float, wavelength_um: float, shape: tuple[int, int], *, phase: bool = False
+) -> np.ndarray:
+    """Absorption (or, with ``phase``, phase) weak-object transfer function on the full ``rfft2`` grid, float32.
 
-    The pupil is radially symmetric and sampled symmetrically (``P(f) = P(−f)`` on every FFT grid, since it
-    vanishes long before the Nyquist frequency), so the PSF is centro-symmetric and its transfer function is real;
-    the imaginary part is float rounding (~1e-7). Keeping the real part is the same as symmetrising the sampled PSF.
+    Real: the pupil and the condenser disc are centro-symmetric (defocus, spherical aberration, astigmatism along
+    the image axes), so the cross-coefficient is even and both transfer functions are real and even in each axis.
     """
-    p = _psf_full(optics, z, float(wavelength_um), (int(shape[0]), int(shape[1])))
-    return np.ascontiguousarray(_rfft2(p.astype(np.float32)).real, dtype=np.float32)
+    t_abs, t_phase = _wotf.transfer_functions(optics, z, float(wavelength_um), (int(shape[0]), int(shape[1])))
+    return t_phase if phase else t_abs
 
 
 def otf(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
@@ -467,21 +461,27 @@ def _as_float_pairs(spectrum: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(spectrum, dtype=np.complex64).view(np.float32)
 
 
-def _band_otf(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
+def _band_otf(
+    optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int], *, phase: bool = False
+) -> np.ndarray:
     """Render-ready transfer function: pass band only (:func:`otf_band`), each value twice (:func:`_interleave`).
 
-    Only the non-negative row frequencies ``0 … rows_pos−1`` (the OTF is even in each axis: rows ``1 … rows_neg``
-    serve the negative block of :func:`_band_rows` too), unless the band is the full grid. Cached separately from
-    :func:`otf` (keyed the same way), so the full-grid functions are never stored for the render path; about
-    0.1–0.3 MB each on a 416² canvas, so a stack's few hundred stay small.
+    Only the non-negative row frequencies ``0 … rows_pos−1`` (the transfer functions are even in each axis: rows
+    ``1 … rows_neg`` serve the negative block of :func:`_band_rows` too), unless the band is the full grid. With
+    ``phase`` the phase transfer function, with the sign the renderer's ``1 − Σ T·layer`` needs. Cached separately
+    from :func:`otf` (keyed the same way plus the kind); about 0.1–0.3 MB each on a 416² canvas.
     """
     key, z = _otf_key(optics, defocus_um, wavelength_um, shape)
+    key = (*key, phase)
     hit = _BAND_CACHE.get(key)
     if hit is not None:
         return hit
-    full = _real_otf(optics, z, float(wavelength_um), key[3])  # type: ignore[arg-type]
-    rows_pos, _, cols = otf_band(optics, wavelength_um, shape)
-    o = _interleave(full[:rows_pos, :cols])
+    rows_pos, rows_neg, cols = otf_band(optics, wavelength_um, shape)
+    h = int(shape[0])
+    t_abs, t_phase = _wotf.transfer_functions(
+        optics, z, float(wavelength_um), (h, int(shape[1])), rows=rows_pos if rows_neg else None, cols=cols
+    )
+    o = _interleave((t_phase if phase else t_abs)[:rows_pos, :cols])
     o.setflags(write=False)
     _BAND_CACHE.put(key, o)
     return o
@@ -492,6 +492,7 @@ def clear_cache() -> None:
     _OTF_CACHE.clear()
     _BAND_CACHE.clear()
     _focus_filter_power_cached.cache_clear()
+    _wotf.cross_coefficient.cache_clear()
 
 
 def motion_otf(length_px: float, angle_deg: float, shape: tuple[int, int]) -> np.ndarray:
@@ -535,12 +536,16 @@ def best_focus_shift(
     shape = (128, 128)
     weight = _focus_filter_power(shape)
     lam = optics.wavelengths_um[channel]
-    zs = np.arange(-span_um, span_um + step_um / 2, step_um)
-    scores = []
-    for z in zs:
-        o = np.fft.rfft2(_psf_full(optics, float(z), lam, shape))
-        scores.append(float(np.sum(np.abs(o) ** 2 * weight)))
-    return float(zs[int(np.argmax(scores))]) + optics.chromatic_shift_um[channel]
+
+    def score(z: float) -> float:
+        t_abs, _ = _wotf.transfer_functions(optics, z, lam, shape)
+        return float(np.sum(t_abs.astype(np.float64) ** 2 * weight))
+
+    # coarse (5 steps) then fine: a focus curve of a white-noise object is smooth and single-peaked
+    coarse = np.arange(-span_um, span_um + step_um / 2, 5 * step_um)
+    best = float(coarse[int(np.argmax([score(float(z)) for z in coarse]))])
+    fine = best + np.arange(-5, 6) * step_um
+    return round(float(fine[int(np.argmax([score(float(z)) for z in fine]))]), 6) + optics.chromatic_shift_um[channel]
 
 
 # --------------------------------------------------------------------------------------------------- rendering
@@ -678,6 +683,7 @@ def render_bands(
     crop: tuple[int, int] | None = None,
     transmission: np.ndarray | None = None,
     exposure: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`render_layers` on layer spectra already cut to the pass band (:func:`layer_bands`).
 
@@ -695,6 +701,9 @@ def render_bands(
         ``exposure · transmission · (1 − absorbed)`` instead of the absorbed fraction, computed plane by plane.
     exposure : np.ndarray, optional
         ``(Z,)`` relative exposure of each plane (with ``transmission``; default 1).
+    phase_layers : np.ndarray, optional
+        ``(L,)`` bool: layers that hold phase (radians, per channel) instead of absorbed fraction; they are
+        rendered with the phase transfer function (default: none).
     """
     offsets, scale, norm = _render_plan(offsets_um, exposure, shape)
     n_z = offsets.size
@@ -706,7 +715,9 @@ def render_bands(
         if gain.shape != (ch, cw, 3):
             raise InputError(f"render_bands: transmission has shape {gain.shape}; expected {(ch, cw, 3)}")
     out = np.empty((n_z, ch, cw, 3), dtype=np.float32)
-    planes = _absorbed_planes(bands, depths_um, offsets, optics, shape, extra_otf=extra_otf)
+    planes = _absorbed_planes(
+        bands, depths_um, offsets, optics, shape, extra_otf=extra_otf, phase_layers=phase_layers
+    )
     for i, images in enumerate(planes):
         a = out[i]
         cv2.merge([img[:ch, :cw] for img in images], dst=a)
@@ -731,6 +742,7 @@ def render_captures(
     exposure: np.ndarray | None = None,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noisy camera captures of a layered field: :func:`render_bands` then :func:`add_camera_noise`, fused.
 
@@ -760,7 +772,15 @@ def render_captures(
     digital = np.empty((3, n_z, ch, cw), dtype=camera.dtype)
     for c in range(3):
         planes = _channel_planes(
-            c, bands[c], depths_um, offsets, optics, shape, extra_otf=extra_otf, extra_planes=extra_planes
+            c,
+            bands[c],
+            depths_um,
+            offsets,
+            optics,
+            shape,
+            extra_otf=extra_otf,
+            extra_planes=extra_planes,
+            phase_layers=phase_layers,
         )
         for i, img in enumerate(planes):
             s = float(scale[i])
@@ -782,6 +802,7 @@ def _absorbed_planes(
     *,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Per offset, the three channels' absorbed images on the canvas, unnormalised (× h·w), float32.
 
@@ -789,7 +810,15 @@ def _absorbed_planes(
     """
     channels = [
         _channel_planes(
-            c, bands[c], depths_um, offsets, optics, shape, extra_otf=extra_otf, extra_planes=extra_planes
+            c,
+            bands[c],
+            depths_um,
+            offsets,
+            optics,
+            shape,
+            extra_otf=extra_otf,
+            extra_planes=extra_planes,
+            phase_layers=phase_layers,
         )
         for c in range(3)
     ]
@@ -806,11 +835,13 @@ def _channel_planes(
     *,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Per offset, channel ``c``'s absorbed image on the canvas, unnormalised (× h·w), float32.
 
-    ``Σₖ OTF(z − dₖ − shift) · Aₖ`` over the pass band, then OpenCV's inverse real DFT. The array is reused for
-    the next plane: use it before advancing.
+    ``Σₖ Tₖ(z − dₖ − shift) · Aₖ`` with ``Tₖ`` the absorption transfer function (the phase one for the layers that
+    ``phase_layers`` marks as phase, in radians) over the pass band, then OpenCV's inverse real DFT. The array is
+    reused for the next plane: use it before advancing.
     """
     depths = np.asarray(depths_um, dtype=np.float64)
     h, w = int(shape[0]), int(shape[1])
@@ -842,16 +873,19 @@ def _channel_planes(
     neg = np.empty((rows_neg, 2 * cols), np.float32)
     img = np.empty((h, w), np.float32)
     # transfer functions by quantised defocus: planes share most of them (z − d repeats)
-    memo: dict[int, np.ndarray] = {}
+    memo: dict[tuple[int, bool], np.ndarray] = {}
+    kinds = [False] * depths.size if phase_layers is None else [bool(p) for p in phase_layers]
+    if len(kinds) != depths.size:
+        raise InputError(f"render: phase_layers has {len(kinds)} entries for {depths.size} layers")
     for i, z in enumerate(offsets):
         extra_here = extra_planes is None or bool(extra_planes[i])
         zc = z - optics.chromatic_shift_um[c]
         otfs = []
-        for d in depths:
-            q = round((zc - d) / DEFOCUS_QUANTUM_UM)
+        for d, kind in zip(depths, kinds, strict=True):
+            q = (round((zc - d) / DEFOCUS_QUANTUM_UM), kind)
             t = memo.get(q)
             if t is None:
-                t = memo[q] = _band_otf(optics, zc - d, lam, shape)  # rows 0 … rows_pos−1
+                t = memo[q] = _band_otf(optics, zc - d, lam, shape, phase=kind)  # rows 0 … rows_pos−1
             otfs.append(t)
         # one block of rows at a time, so its accumulator stays in the core's cache over the layers:
         # rows 0 … rows_pos−1, then rows −1 … −rows_neg (the OTF's rows 1 … rows_neg, see _band_rows)

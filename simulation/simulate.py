@@ -198,6 +198,10 @@ class SmearField:
         Centres of white-cell nuclei in output pixel coordinates.
     info : dict
         Provenance (white-cell types, depths, stain factors) for stack metadata.
+    phase : np.ndarray or None
+        ``(L, P, P)`` float32 phase delay of each layer in radians at the optics' reference wavelength
+        (thickness × refractive-index difference); scaled by ``λ_ref/λ`` per channel and rendered with the phase
+        weak-object transfer function. None: absorption only.
     """
 
     def __init__(
@@ -212,8 +216,14 @@ class SmearField:
         focus_map: np.ndarray | None = None,
         nucleus_centres: list[list[int]] | None = None,
         info: dict[str, Any] | None = None,
+        phase: np.ndarray | None = None,
     ) -> None:
         absorbed = np.asarray(absorbed, dtype=np.float32)
+        if phase is not None:
+            phase = np.asarray(phase, dtype=np.float32)
+            if phase.shape != absorbed.shape[:3]:
+                raise InputError(f"SmearField: phase has shape {phase.shape}; expected {absorbed.shape[:3]}")
+        self.phase = phase
         if absorbed.ndim != 4 or absorbed.shape[-1] != 3 or absorbed.shape[0] != len(depths_um):
             raise InputError(
                 f"SmearField: absorbed has shape {absorbed.shape} for {len(depths_um)} depths; expected (L, P, P, 3)"
@@ -239,12 +249,34 @@ class SmearField:
 
     @property
     def spectra(self) -> np.ndarray:
-        """``(L, 3, P, P//2+1)`` Fourier transforms of the layers (computed once)."""
+        """``(L, 3, P, P//2+1)`` Fourier transforms of the layers (computed once; phase layers after the absorbing
+        ones, see :attr:`layer_depths_um`)."""
         if self._spectra is None:
             from .optics import _rfft2
 
-            self._spectra = _rfft2(np.moveaxis(self.absorbed, -1, 1)).astype(np.complex64, copy=False)
+            self._spectra = _rfft2(np.moveaxis(self._all_layers(), -1, 1)).astype(np.complex64, copy=False)
         return self._spectra
+
+    def _all_layers(self) -> np.ndarray:
+        if self.phase is None:
+            return self.absorbed
+        scale = np.float32(self.optics.reference_wavelength_um) / np.asarray(self.optics.wavelengths_um, np.float32)
+        return np.concatenate([self.absorbed, self.phase[..., None] * scale], axis=0)
+
+    @property
+    def layer_depths_um(self) -> np.ndarray:
+        """Depths of all rendered layers: the absorbing ones, then (if any) the phase ones."""
+        if self.phase is None:
+            return self.depths_um
+        return np.concatenate([self.depths_um, self.depths_um])
+
+    @property
+    def phase_layers(self) -> np.ndarray | None:
+        """``(L_all,)`` bool marking the phase layers for the renderer, or None."""
+        if self.phase is None:
+            return None
+        n = self.depths_um.size
+        return np.arange(2 * n) >= n
 
     @property
     def bands(self) -> list[np.ndarray]:
@@ -253,7 +285,7 @@ class SmearField:
             if self._spectra is not None:
                 self._bands = layer_bands(self._spectra, self.optics, self.canvas_shape)
             else:
-                self._bands = absorbed_bands(self.absorbed, self.optics)
+                self._bands = absorbed_bands(self._all_layers(), self.optics)
         return self._bands
 
     def intensity(
@@ -317,7 +349,7 @@ class SmearField:
         h, w = self.size
         return render_bands(
             self.bands,
-            self.depths_um,
+            self.layer_depths_um,
             offsets,
             self.optics,
             self.canvas_shape,
@@ -325,6 +357,7 @@ class SmearField:
             crop=(h, w),
             transmission=self._transmission(),
             exposure=exposure,
+            phase_layers=self.phase_layers,
         )
 
     def captures(
@@ -362,7 +395,7 @@ class SmearField:
             return add_camera_noise(inten, camera, rng)
         return render_captures(
             self.bands,
-            self.depths_um,
+            self.layer_depths_um,
             offsets,
             self.optics,
             self.canvas_shape,
@@ -372,6 +405,7 @@ class SmearField:
             exposure=scale,
             extra_otf=motion,
             extra_planes=mask,
+            phase_layers=self.phase_layers,
         )
 
     def render_planes(
