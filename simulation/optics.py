@@ -1,30 +1,33 @@
-"""Bright-field microscope optics for simulated defocus: scalar pupil-function PSFs and layered rendering.
+"""Bright-field microscope optics for simulated defocus: partially coherent imaging and layered rendering.
 
-The model is the scalar (Born & Wolf) pupil-function model of a high-NA oil objective, evaluated as an
-incoherent system:
+The model is scalar, partially coherent bright-field imaging with Köhler illumination (:mod:`.wotf`):
 
-* the pupil is a disc of radius ``NA_eff / λ`` in spatial frequency, where ``NA_eff = (NA_obj + NA_cond) / 2``.
-  Bright-field transmission imaging is partially coherent; its cut-off frequency is ``(NA_obj + NA_cond) / λ``
-  (Hopkins), which the incoherent model reproduces with this effective aperture, and the defocus blur of an
-  absorbing object grows with the illumination cone rather than with the full objective aperture;
-* defocus is the exact (non-paraxial) angular-spectrum phase ``2π z (√((n/λ)² − f²) − n/λ)`` in an immersion
-  medium of index ``n`` (Gibson & Lanni's design condition: oil, coverslip and sample index-matched);
-* a primary spherical aberration term ``W = s · √5 (6ρ⁴ − 6ρ² + 1)`` (Zernike Z₄⁰, ``s`` in waves RMS at the
-  reference wavelength) breaks the symmetry between the two sides of focus, as index mismatch in a real dried
-  smear does. With the default positive coefficient the **negative** offsets blur faster than the positive ones,
-  which is the shape the reference thesis measured on real stacks (its table 6.1: MSE 36 at −1.2 µm vs 27 at
-  +1.2 µm, and a sharp band of −0.2 … +0.4 µm; "the image is affected more when moving in the negative
-  direction"). Flip the sign to mirror it;
+* the objective pupil is a disc of radius ``NA/λ`` with the exact (non-paraxial) angular-spectrum defocus phase
+  ``2π z (√((n/λ)² − f²) − n/λ)`` in an immersion medium of index ``n``; the condenser aperture is a real
+  parameter, a disc of radius ``NA_cond/λ`` (coherence ``σ = NA_cond/NA``), not folded into an effective NA;
+* a specimen layer is a complex transmission: an absorbed fraction per channel and (optionally) a phase delay
+  (thickness × refractive-index difference). Each is imaged through its **weak-object transfer function**
+  (absorption and phase WOTF from the transmission cross-coefficient of pupil and source; Streibl 1985, Tian &
+  Waller 2015), the fast path; :func:`.wotf.abbe_image` (Abbe's sum over source points) is the reference. In
+  focus a thin phase object is invisible; out of focus it gives contrast of opposite sign on the two sides;
+* primary spherical aberration ``W = s · √5 (6ρ⁴ − 6ρ² + 1)`` (Zernike Z₄⁰, ``s`` in waves RMS) and an index
+  mismatch focal shift on the positive side make defocus asymmetric; astigmatism along the image axes
+  (Zernike Z₂²) is available too. The default (``s = −0.015``, focal shift 0.82) blurs the negative side faster,
+  the thesis's shape (its table 6.1: MSE 36 at −1.2 µm vs 27 at +1.2 µm);
 * each colour channel has its own wavelength and an axial chromatic focus shift (green in the middle);
-* the PSF is ``|F⁻¹{P}|²`` normalised to unit energy, so blurring conserves the mean intensity.
+* the absorption transfer function is 1 at zero frequency, so blurring conserves the mean intensity.
+
+:mod:`.randomize` draws all of this (and the camera) per stack; :mod:`.realism` measures how well the result
+matches real through-focus series.
 
 Rendering is layered: a field is a set of thin layers at known depths (the absorbed-light fraction of each layer,
-per channel); a capture at focus offset ``z`` is ``bg · (1 − Σₖ PSF(z − dₖ) ∗ Aₖ)``, computed in the Fourier domain.
+per channel, and phase layers in radians); a capture at focus offset ``z`` is
+``bg · (1 − Σₖ T_abs(z − dₖ) ∗ Aₖ − Σⱼ T_phase(z − dⱼ) ∗ φⱼ)``, computed in the Fourier domain.
 Optical transfer functions depend only on (optics, defocus, wavelength, grid) and are cached (bounded LRU), so
 stacks render fast after the first few. Three exact shortcuts keep a 401×401×17-plane RGB stack at a few tens of
-milliseconds: the PSF is centro-symmetric, so its transfer function is real (float32 products instead of complex
-ones); an incoherent system passes no frequency above ``2·NA_eff/λ``, so only that band of each spectrum is
-accumulated; and OpenCV's real DFT (even, 13-smooth canvas sizes, see :func:`canvas_len`) does the transforms.
+milliseconds: pupil and source are centro-symmetric, so both transfer functions are real (float32 products
+instead of complex ones); a partially coherent system passes no frequency above ``(NA + min(NA_cond, NA))/λ``
+(``2·effective_na/λ``), so only that band of each spectrum is accumulated; and OpenCV's real DFT (even, 13-smooth canvas sizes, see :func:`canvas_len`) does the transforms.
 Camera noise (:func:`add_camera_noise`) is Poisson in electrons, in its normal approximation above 20 e⁻.
 
 Offsets are in µm with the thesis's sign convention as stored in :class:`~virtualfocus.zstacks.stack.ZStack`.
@@ -133,10 +136,10 @@ class Optics:
     na : float
         Numerical aperture of the objective.
     condenser_na : float
-        Numerical aperture of the illumination; with ``na`` it sets the effective incoherent aperture
-        ``(na + condenser_na) / 2`` (see the module docstring). This is the main knob for how fast images blur.
+        Numerical aperture of the condenser (Köhler illumination); ``σ = condenser_na / na`` sets the coherence:
+        small σ rings and shows phase strongly, σ ≥ 1 images absorption incoherently and hides thin phase.
     immersion_index : float
-        Refractive index of the immersion medium (oil 1.515); must exceed the effective NA.
+        Refractive index of the immersion medium (oil 1.515, air 1.0); must exceed ``na``.
     wavelengths_um : tuple of 3 floats
         Centre wavelength of the R, G, B channels in µm.
     chromatic_shift_um : tuple of 3 floats
@@ -153,6 +156,8 @@ class Optics:
         Wavelength at which ``spherical_waves`` is stated.
     pixel_um : float
         Object-space pixel size in µm (camera pixel / magnification).
+    astigmatism_waves : float
+        Astigmatism along the image axes, Zernike Z₂² coefficient in waves RMS at ``reference_wavelength_um``.
     """
 
     na: float = 1.25
@@ -472,19 +477,21 @@ def _band_otf(
     from :func:`otf` (keyed the same way plus the kind); about 0.1–0.3 MB each on a 416² canvas.
     """
     key, z = _otf_key(optics, defocus_um, wavelength_um, shape)
-    key = (*key, phase)
-    hit = _BAND_CACHE.get(key)
+    hit = _BAND_CACHE.get((*key, phase))
     if hit is not None:
         return hit
     rows_pos, rows_neg, cols = otf_band(optics, wavelength_um, shape)
     h = int(shape[0])
-    t_abs, t_phase = _wotf.transfer_functions(
+    both = _wotf.transfer_functions(
         optics, z, float(wavelength_um), (h, int(shape[1])), rows=rows_pos if rows_neg else None, cols=cols
     )
-    o = _interleave((t_phase if phase else t_abs)[:rows_pos, :cols])
-    o.setflags(write=False)
-    _BAND_CACHE.put(key, o)
-    return o
+    out = []
+    for kind, t in zip((False, True), both, strict=True):  # both kinds at once: a field usually needs both
+        o = _interleave(t[:rows_pos, :cols])
+        o.setflags(write=False)
+        _BAND_CACHE.put((*key, kind), o)
+        out.append(o)
+    return out[int(phase)]
 
 
 def clear_cache() -> None:
@@ -524,16 +531,16 @@ def _focus_filter_power(shape: tuple[int, int]) -> np.ndarray:
     return _focus_filter_power_cached(int(shape[0]), int(shape[1]))
 
 
-@functools.lru_cache(maxsize=32)
-def best_focus_shift(
-    optics: Optics, *, channel: int = 1, span_um: float = 1.0, step_um: float = 0.01
-) -> float:
+@functools.lru_cache(maxsize=256)
+def best_focus_shift(optics: Optics, *, channel: int = 1, step_um: float = 0.01) -> float:
     """Defocus (µm) at which the thesis focus measure of a white-noise object peaks for ``channel``.
 
     With spherical aberration the plane of best focus moves away from the paraxial focus; the simulator puts the
-    nominal 0 µm plane there so that, as in the thesis, the focus curve peaks at 0.
+    nominal 0 µm plane there so that, as in the thesis, the focus curve peaks at 0. Searched over ± three depths
+    of field (``n·λ/NA²``) on a coarse grid, refined by a parabola through the best three points, rounded to
+    ``step_um``.
     """
-    shape = (128, 128)
+    shape = (96, 96)
     weight = _focus_filter_power(shape)
     lam = optics.wavelengths_um[channel]
 
@@ -541,11 +548,16 @@ def best_focus_shift(
         t_abs, _ = _wotf.transfer_functions(optics, z, lam, shape)
         return float(np.sum(t_abs.astype(np.float64) ** 2 * weight))
 
-    # coarse (5 steps) then fine: a focus curve of a white-noise object is smooth and single-peaked
-    coarse = np.arange(-span_um, span_um + step_um / 2, 5 * step_um)
-    best = float(coarse[int(np.argmax([score(float(z)) for z in coarse]))])
-    fine = best + np.arange(-5, 6) * step_um
-    return round(float(fine[int(np.argmax([score(float(z)) for z in fine]))]), 6) + optics.chromatic_shift_um[channel]
+    dof = optics.immersion_index * lam / (optics.na * optics.na)
+    h = max(round(3.0 * dof / 12, 3), step_um)
+    zs = np.arange(-12, 13) * h
+    sc = np.array([score(float(z)) for z in zs])
+    i = int(np.clip(np.argmax(sc), 1, len(zs) - 2))
+    a, b, c = sc[i - 1 : i + 2]
+    den = a - 2 * b + c
+    frac = 0.5 * (a - c) / den if den < 0 else 0.0
+    best = float(zs[i]) + float(np.clip(frac, -1, 1)) * h
+    return round(round(best / step_um) * step_um, 6) + optics.chromatic_shift_um[channel]
 
 
 # --------------------------------------------------------------------------------------------------- rendering

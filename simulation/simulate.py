@@ -237,6 +237,8 @@ class SmearField:
             raise InputError(f"SmearField: output size {self.size} exceeds canvas {absorbed.shape[1:3]}")
         self.illumination = illumination
         self.focus_map = focus_map
+        #: Offset grid (µm) on which a field with a focus map is rendered and interpolated per pixel.
+        self.focus_map_step_um = 0.1
         self.nucleus_centres = nucleus_centres or []
         self.info = info or {}
         self._spectra: np.ndarray | None = None
@@ -311,21 +313,25 @@ class SmearField:
                 )
         if self.focus_map is None:
             return self._flat_intensity(offsets, motion, scale)
-        # Spatially varying focus: render on a 0.1 µm grid of offsets covering every pixel's offset and
-        # interpolate linearly per pixel between the two nearest renders.
-        step = 0.1
+        # Spatially varying focus: render on a grid of offsets (step focus_map_step_um) at the nodes that some
+        # pixel of some plane needs, and interpolate linearly per pixel between the two nearest renders.
+        step = float(self.focus_map_step_um)
         fm = self.focus_map.astype(np.float32)
-        lo = float(np.floor((offsets.min() + fm.min()) / step) * step)
-        hi = max(float(np.ceil((offsets.max() + fm.max()) / step) * step), lo + step)
-        grid = np.round(np.arange(lo, hi + step / 2, step), 6)
-        renders = self._flat_intensity(grid, motion, None)
+        lo_i = np.floor((offsets + float(fm.min())) / step).astype(int)
+        hi_i = np.ceil((offsets + float(fm.max())) / step).astype(int)
+        nodes = sorted({int(k) for a, b in zip(lo_i, hi_i, strict=True) for k in range(a, max(b, a + 1) + 1)})
+        index = {k: j for j, k in enumerate(nodes)}
+        renders = self._flat_intensity(np.round(np.array(nodes) * step, 6), motion, None)
         out = np.empty((offsets.size, *self.size, 3), dtype=np.float32)
-        yy, xx = np.indices(self.size)
         for i, o in enumerate(offsets):
-            pos = np.clip((o + fm - lo) / step, 0, len(grid) - 1.000001)
-            i0 = pos.astype(np.int32)
-            w = (pos - i0)[..., None]
-            out[i] = renders[i0, yy, xx] * (1 - w) + renders[i0 + 1, yy, xx] * w
+            pos = np.clip((o + fm) / np.float32(step), lo_i[i], max(hi_i[i], lo_i[i] + 1)).astype(np.float32)
+            acc = out[i]
+            acc.fill(0.0)
+            for k in range(int(lo_i[i]), max(int(hi_i[i]), int(lo_i[i]) + 1) + 1):
+                # hat-function weight of node k at every pixel (two nodes are non-zero at any pixel)
+                wk = np.maximum(np.float32(1.0) - np.abs(pos - np.float32(k)), np.float32(0.0))
+                if wk.any():
+                    acc += renders[index[k]] * wk[..., None]
         if scale is not None:
             out *= scale.astype(np.float32)[:, None, None, None]
         return out

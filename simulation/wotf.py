@@ -47,8 +47,11 @@ def pupil(optics: object, defocus_um: float, wavelength_um: float, fy: np.ndarra
     na = float(optics.na)  # type: ignore[attr-defined]
     n = float(optics.immersion_index)  # type: ignore[attr-defined]
     fc = na / wavelength_um
-    f2 = fy * fy + fx * fx
-    inside = f2 <= fc * fc
+    fy, fx = np.broadcast_arrays(np.asarray(fy, np.float64), np.asarray(fx, np.float64))
+    f2_all = fy * fy + fx * fx
+    inside = f2_all <= fc * fc
+    out = np.zeros(f2_all.shape, np.complex128)
+    f2, gy, gx = f2_all[inside], fy[inside], fx[inside]  # evaluate the phase only inside the aperture
     n_over_l = n / wavelength_um
     kz = np.sqrt(np.maximum(n_over_l * n_over_l - f2, 0.0))
     phase = (2.0 * np.pi * optics.axial(defocus_um)) * (kz - n_over_l)  # type: ignore[attr-defined]
@@ -56,11 +59,12 @@ def pupil(optics: object, defocus_um: float, wavelength_um: float, fy: np.ndarra
     scale = float(optics.reference_wavelength_um) / wavelength_um  # type: ignore[attr-defined]
     sph = float(optics.spherical_waves)  # type: ignore[attr-defined]
     if sph:
-        phase = phase + 2.0 * np.pi * sph * scale * math.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
+        phase += 2.0 * np.pi * sph * scale * math.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
     ast = float(getattr(optics, "astigmatism_waves", 0.0))
     if ast:
-        phase = phase + 2.0 * np.pi * ast * scale * math.sqrt(6.0) * (fx * fx - fy * fy) / (fc * fc)
-    return np.where(inside, np.exp(1j * phase), 0.0).astype(np.complex128)
+        phase += 2.0 * np.pi * ast * scale * math.sqrt(6.0) * (gx * gx - gy * gy) / (fc * fc)
+    out[inside] = np.exp(1j * phase)
+    return out
 
 
 def _source(optics: object, wavelength_um: float, fy: np.ndarray, fx: np.ndarray, df: float) -> np.ndarray:
@@ -84,9 +88,10 @@ def _grid_radius(optics: object, defocus_um: float, wavelength_um: float) -> int
 
 @functools.lru_cache(maxsize=4096)
 def cross_coefficient(optics: object, defocus_um: float, wavelength_um: float) -> tuple[np.ndarray, float]:
-    """Transmission cross-coefficient ``C(v)/B`` on its own centred grid: ``(C, df)``.
+    """Transmission cross-coefficient ``C(v)/B`` on its own grid: ``(C, df)``.
 
-    ``C`` is ``(N, N)`` complex128 with zero frequency at ``[N//2, N//2]`` and step ``df`` cycles/µm. Cached.
+    ``C`` is ``(N, N)`` complex64 in FFT order (zero frequency at ``[0, 0]``, periodic) with step ``df``
+    cycles/µm; it vanishes beyond ``(NA + min(NA_cond, NA))/λ``, well inside the grid. Cached.
     """
     lam = float(wavelength_um)
     rad = _grid_radius(optics, defocus_um, lam)
@@ -94,17 +99,17 @@ def cross_coefficient(optics: object, defocus_um: float, wavelength_um: float) -
     sigma = min(float(optics.condenser_na) / na, 1.0)  # type: ignore[attr-defined]
     df = na / lam / rad
     size = sfft.next_fast_len(int(2 * math.ceil(rad * (1.0 + sigma)) + 6))
-    f = (np.arange(size) - size // 2) * df
+    f = np.fft.fftfreq(size, d=1.0 / (size * df))  # FFT order: zero frequency at [0, 0]
     fy, fx = f[:, None], f[None, :]
-    p = pupil(optics, defocus_um, lam, fy, fx)
-    s = _source(optics, lam, fy, fx, df)
+    p = pupil(optics, defocus_um, lam, fy, fx).astype(np.complex64)
+    s = _source(optics, lam, fy, fx, df).astype(np.float32)
     sp = s * p
-    b = float(np.sum(s * np.abs(p) ** 2))
+    b = float(np.sum(s * (p.real * p.real + p.imag * p.imag)))
     if b <= 0:
         raise ValueError("condenser and objective apertures do not overlap")
     # c[k] = Σ_n conj(sp)[n] p[n + k]  ⇔  DFT(c) = conj(DFT(sp)) · DFT(p)
-    c = sfft.ifft2(np.conj(sfft.fft2(np.fft.ifftshift(sp))) * sfft.fft2(np.fft.ifftshift(p)))
-    c = np.fft.fftshift(c) / b
+    c = sfft.ifft2(np.conj(sfft.fft2(sp)) * sfft.fft2(p))
+    c *= np.float32(1.0 / b)
     c.setflags(write=False)
     return c, df
 
@@ -125,25 +130,35 @@ def transfer_functions(
     """
     c, df = cross_coefficient(optics, round(float(defocus_um), 6), float(wavelength_um))
     h, w = int(shape[0]), int(shape[1])
-    px = float(optics.pixel_um)  # type: ignore[attr-defined]
+    na = float(optics.na)  # type: ignore[attr-defined]
+    cut = (na + min(float(optics.condenser_na), na)) / float(wavelength_um)  # type: ignore[attr-defined]
+    map_x, map_y, outside = _resample_maps(
+        h, w, float(optics.pixel_um), rows, cols, float(df), int(c.shape[0]), cut  # type: ignore[attr-defined]
+    )
+    two = cv2.merge([np.ascontiguousarray(c.real), np.ascontiguousarray(c.imag * 2.0)])
+    out = cv2.remap(two, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    # nothing passes beyond the partially coherent cut-off (resampling would leak one coarse cell past it)
+    out[outside] = 0.0
+    t_abs, t_phase = cv2.split(out)
+    t_abs[0, 0] = 1.0  # exact DC (bilinear resampling is exact there too; guards rounding)
+    return t_abs, t_phase
+
+
+@functools.lru_cache(maxsize=64)
+def _resample_maps(
+    h: int, w: int, px: float, rows: int | None, cols: int | None, df: float, n: int, cut: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Coordinates of an image's ``rfft2`` grid (or its first ``rows`` × ``cols``) on a cross-coefficient grid."""
     nr = h if rows is None else int(rows)
     nc = w // 2 + 1 if cols is None else int(cols)
     fy = np.fft.fftfreq(h, d=px)[:nr] if rows is None else np.arange(nr) / (h * px)
     fx = np.arange(nc) / (w * px)
-    n = c.shape[0]
-    map_y = np.broadcast_to((fy / df + n // 2)[:, None], (nr, nc)).astype(np.float32)
-    map_x = np.broadcast_to((fx / df + n // 2)[None, :], (nr, nc)).astype(np.float32)
-    two = np.dstack([c.real, 2.0 * c.imag]).astype(np.float32)
-    out = cv2.remap(two, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    out = out.reshape(nr, nc, 2)
-    # nothing passes beyond the partially coherent cut-off (resampling would leak one coarse cell past it)
-    na = float(optics.na)  # type: ignore[attr-defined]
-    cut = (na + min(float(optics.condenser_na), na)) / float(wavelength_um)  # type: ignore[attr-defined]
-    out[(fy * fy)[:, None] + (fx * fx)[None, :] > cut * cut] = 0.0
-    t_abs = np.ascontiguousarray(out[..., 0])
-    t_phase = np.ascontiguousarray(out[..., 1])
-    t_abs[0, 0] = 1.0  # exact DC (bilinear resampling is exact there too; guards rounding)
-    return t_abs, t_phase
+    map_y = np.ascontiguousarray(np.broadcast_to(np.mod(fy / df, n)[:, None], (nr, nc)), dtype=np.float32)
+    map_x = np.ascontiguousarray(np.broadcast_to(np.mod(fx / df, n)[None, :], (nr, nc)), dtype=np.float32)
+    outside = (fy * fy)[:, None] + (fx * fx)[None, :] > cut * cut
+    for a in (map_x, map_y, outside):
+        a.setflags(write=False)
+    return map_x, map_y, outside
 
 
 def weak_object_image(
