@@ -680,7 +680,11 @@ def _render_plan(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(plane offsets, per-plane exposure scale, inverse-DFT normalisation) shared by both render paths."""
     offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
-    scale = np.ones(offsets.size) if exposure is None else np.asarray(exposure, dtype=np.float64).reshape(offsets.size)
+    scale = (
+        np.ones(offsets.size)
+        if exposure is None
+        else np.asarray(exposure, dtype=np.float64).reshape(offsets.size)
+    )
     return offsets, scale, 1.0 / (int(shape[0]) * int(shape[1]))
 
 

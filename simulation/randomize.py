@@ -254,9 +254,7 @@ def _stain_matrix(hue_deg: float, saturation: float) -> np.ndarray:
     return (proj + saturation * rot @ (np.eye(3) - proj)).astype(np.float32)
 
 
-def specimen_from_image(
-    image: np.ndarray, sample: OpticsSample
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def specimen_from_image(image: np.ndarray, sample: OpticsSample) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(absorbed (H, W, 3), phase (H, W) rad at 0.54 µm, background (3,))`` of a real sharp image.
 
     The background is the bright mode of each channel (the 99th percentile); the optical density
@@ -265,7 +263,9 @@ def specimen_from_image(
     denser), normalised so the thickest cells reach ``sample.phase_rad``.
     """
     a = _to_unit(image)
-    bg = np.maximum(np.percentile(a.reshape(-1, 3)[:: max(1, a.shape[0] * a.shape[1] // 20000)], 99, axis=0), 1e-3)
+    bg = np.maximum(
+        np.percentile(a.reshape(-1, 3)[:: max(1, a.shape[0] * a.shape[1] // 20000)], 99, axis=0), 1e-3
+    )
     od = -np.log(np.clip(a / bg, 1e-3, 1.5))
     if sample.stain_hue_deg or sample.stain_saturation != 1.0:
         od = od @ _stain_matrix(sample.stain_hue_deg, sample.stain_saturation).T
@@ -277,7 +277,9 @@ def specimen_from_image(
     sd = max(0.4 / sample.optics.pixel_um, 0.7)  # cells' edges are rounded over ~0.4 µm
     mask = cv2.GaussianBlur((dens > top / 3).astype(np.float32), (0, 0), sd)
     thick = 0.6 * mask + 0.4 * np.clip(dens / top, 0, 1.5)
-    phase = (thick * np.float32(sample.phase_rad / max(float(np.percentile(thick, 99.5)), 1e-6))).astype(np.float32)
+    phase = (thick * np.float32(sample.phase_rad / max(float(np.percentile(thick, 99.5)), 1e-6))).astype(
+        np.float32
+    )
     return absorbed, phase, bg.astype(np.float32)
 
 
@@ -308,7 +310,9 @@ def _map_step(optics: Optics) -> float:
 def finish_captures(intensity: np.ndarray, sample: OpticsSample, rng: np.random.Generator) -> np.ndarray:
     """Camera side of a sample: gray sensor, Poisson-Gaussian noise, bit depth, JPEG. ``(Z, H, W, 3)`` → camera dtype."""
     inten = np.asarray(intensity, np.float32)
-    if sample.gray:  # a monochrome sensor under white light: one luminance channel, repeated for RGB consumers
+    if (
+        sample.gray
+    ):  # a monochrome sensor under white light: one luminance channel, repeated for RGB consumers
         lum = inten @ np.array([0.25, 0.5, 0.25], np.float32)
         inten = np.repeat(lum[..., None], 3, axis=-1)
     out = add_camera_noise(inten, sample.camera, rng)
@@ -321,7 +325,10 @@ def finish_captures(intensity: np.ndarray, sample: OpticsSample, rng: np.random.
             ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(out[i, ..., ::-1]), params)
             if not ok:  # pragma: no cover - OpenCV always encodes uint8 RGB
                 raise InputError("JPEG encoding failed")
-            out[i] = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1]
+            dec = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            if dec is None:  # pragma: no cover
+                raise InputError("JPEG decoding failed")
+            out[i] = dec[..., ::-1]
     return out
 
 
@@ -358,8 +365,9 @@ def defocus_image(
 
     absorbed, phase, bg = specimen_from_image(image, sample)
     h, w = absorbed.shape[:2]
-    margin = max(8, min(64, int(math.ceil(1.2 * sample.blur_px))))
+    margin = max(8, min(64, math.ceil(1.2 * sample.blur_px)))
     ph, pw = canvas_len(h + 2 * margin), canvas_len(w + 2 * margin)
+
     # periodic canvas: the image plus reflected surroundings, rolled so the image sits at the top-left
     def pad(x: np.ndarray) -> np.ndarray:
         big = cv2.copyMakeBorder(x, margin, ph - h - margin, margin, pw - w - margin, cv2.BORDER_REFLECT_101)
@@ -417,10 +425,9 @@ def random_stack(
         flicker=0.005,
         vignetting=sample.illumination,
         noise=False,
+        phase_rad=sample.phase_rad,
     )
     fld = make_field(rng, cfg)
-    dens = fld.absorbed.mean(axis=-1)
-    top = max(float(np.percentile(dens.sum(axis=0), 99.5)), 1e-6)
     fld = SmearField(
         fld.absorbed,
         fld.depths_um - sample.focus_offset_um,
@@ -431,7 +438,7 @@ def random_stack(
         focus_map=_tilt_map(fld.size, sample.tilt_um),
         nucleus_centres=fld.nucleus_centres,
         info=fld.info,
-        phase=dens * np.float32(sample.phase_rad / top),
+        phase=fld.phase,
     )
     fld.focus_map_step_um = _map_step(sample.optics)
     noise_free = replace(cfg, noise=False, camera=Camera(bit_depth=16))
@@ -467,7 +474,7 @@ def random_semisynthetic_stack(
     """A labelled stack from a real sharp field through a randomly drawn imaging chain (:func:`defocus_image`).
 
     The image (pixel ``source_pixel_um``) is resampled to the drawn pixel size (the draw is limited to pixel
-    sizes at which the image still covers ``size × size``) and a random ``size × size`` crop is defocused at the
+    sizes no finer than the source's and at which the image still covers ``size × size``) and a random ``size × size`` crop is defocused at the
     sample's offsets. Ground truth is the plane with the highest focus measure; offsets are relative to it.
     ``meta["imaging"]`` records the chain.
     """
@@ -479,13 +486,16 @@ def random_semisynthetic_stack(
     if source_pixel_um <= 0:
         raise InputError(f"source_pixel_um={source_pixel_um}; expected a positive pixel size in µm")
     h, w = a.shape[:2]
-    max_px = source_pixel_um * min(h, w) / size
-    if max_px < r.pixel_um[0]:
+    # never finer than the source (upsampling would make its "sharp" texture soft), nor so coarse that the
+    # image no longer covers the field
+    min_px = max(r.pixel_um[0], source_pixel_um)
+    max_px = min(r.pixel_um[1], source_pixel_um * min(h, w) / size)
+    if max_px < min_px:
         raise InputError(
             f"{name}: a {h}×{w} image at {source_pixel_um} µm/px cannot cover {size}×{size} px at "
-            f"{r.pixel_um[0]} µm/px"
+            f"{min_px} µm/px"
         )
-    sample = sample_optics(rng, replace(r, pixel_um=(r.pixel_um[0], min(r.pixel_um[1], max_px))), n_planes=n_planes)
+    sample = sample_optics(rng, replace(r, pixel_um=(min_px, max_px)), n_planes=n_planes)
     scale = source_pixel_um / sample.optics.pixel_um
     interp = cv2.INTER_CUBIC if scale > 1 else cv2.INTER_AREA
     a = np.clip(cv2.resize(a, None, fx=scale, fy=scale, interpolation=interp), 0.0, 1.0)

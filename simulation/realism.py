@@ -54,7 +54,11 @@ def _register(ref: np.ndarray, mov: np.ndarray) -> np.ndarray:
 
 
 def pair_statistics(
-    stack: ZStack | Sequence[np.ndarray] | np.ndarray, *, max_k: int = 8, margin: int = 16, register: bool = True
+    stack: ZStack | Sequence[np.ndarray] | np.ndarray,
+    *,
+    max_k: int = 8,
+    margin: int = 16,
+    register: bool = True,
 ) -> list[PairStats]:
     """``(k, x, y, r)`` for ``k = 1 … max_k`` where both planes exist (see the module docstring).
 

@@ -65,7 +65,8 @@ __all__ = [
 ]
 
 # 2: 401-px fields on a 416-px canvas (was 405), real OTFs, new camera-noise stream (same model)
-GENERATOR_VERSION = 2
+# 3: partially coherent optics (weak-object transfer functions), phase layers, debris
+GENERATOR_VERSION = 3
 WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 _LOG10 = math.log(10.0)
 # How often each white-cell type is drawn (rarer types over-represented versus blood, for training diversity).
@@ -121,6 +122,12 @@ class SimConfig:
         Relative illumination fall-off at the field corners.
     noise : bool
         Camera noise on (Poisson + read noise) or off (exact rendering, for tests and the sharp references).
+    phase_rad : float
+        Phase delay (radians at the reference wavelength) of the densest cells: cells are phase objects too
+        (thickness × refractive-index difference); each layer's phase follows its mean absorbed fraction. 0 =
+        absorption only.
+    debris : (int, int)
+        Range of the number of small dust/stain-precipitate specks per 401×401 area.
     """
 
     size: int = 401
@@ -142,6 +149,8 @@ class SimConfig:
     focus_map_tiles: int = 8
     vignetting: float = 0.06
     noise: bool = True
+    phase_rad: float = 0.4
+    debris: tuple[int, int] = (0, 4)
 
     def __post_init__(self) -> None:
         if self.size < 16:
@@ -262,7 +271,9 @@ class SmearField:
     def _all_layers(self) -> np.ndarray:
         if self.phase is None:
             return self.absorbed
-        scale = np.float32(self.optics.reference_wavelength_um) / np.asarray(self.optics.wavelengths_um, np.float32)
+        scale = np.float32(self.optics.reference_wavelength_um) / np.asarray(
+            self.optics.wavelengths_um, np.float32
+        )
         return np.concatenate([self.absorbed, self.phase[..., None] * scale], axis=0)
 
     @property
@@ -616,7 +627,12 @@ def _rbc(
     thick = np.sqrt(s) * (c0 + 7.83 * rho2 - 4.39 * rho2 * rho2) * (radius_um / 3.91)
     edge = _soft_disc_mask(rn * r_px, r_px, 0.8)
     thick = np.maximum(thick, 0.0) * edge
-    tex = 1.0 + 0.04 * _smooth_noise(rng, thick.shape, 5)
+    # haemoglobin is not perfectly even: mottled texture at two scales (about 1.5 µm and 0.5 µm)
+    tex = (
+        1.0
+        + 0.05 * _smooth_noise(rng, thick.shape, 5)
+        + 0.03 * _smooth_noise(rng, thick.shape, max(5, int(2 * half * px / 0.5)))
+    )
     # a thin darker rim: light refracted out of the objective's aperture at the cell's steep edge
     d = (rn - 0.97) * r_px
     rim = 0.6 * np.exp(-0.5 * (d / 1.2) ** 2)
@@ -758,6 +774,17 @@ def _platelet(rng: np.random.Generator, px: float, stain_scale: np.ndarray) -> n
     m = _soft_disc_mask(rr, r * wob, 0.8)
     tex = np.clip(0.5 + 0.6 * _smooth_noise(rng, m.shape, max(3, int(2 * half * px / 0.35))), 0.1, 1.4)
     return _tint(m * tex, np.array((0.32, 0.45, 0.14), np.float32) * stain_scale)
+
+
+def _debris(rng: np.random.Generator, px: float) -> np.ndarray:
+    """A small irregular speck of dust or stain precipitate (grey-brown, 0.3–1.2 µm)."""
+    r = float(rng.uniform(0.3, 1.2)) / px
+    half = math.ceil(r * 1.5) + 2
+    yy, xx, rr = _grid(half)
+    theta = np.arctan2(yy, xx)
+    wob = 1.0 + 0.3 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.2 * np.sin(5 * theta + rng.uniform(0, 6.3))
+    m = _soft_disc_mask(rr, max(r * wob.min(), 0.6) * wob / wob.min() * 0.8, 0.8)
+    return _tint(m * float(rng.uniform(0.15, 0.6)), np.array((0.9, 1.0, 1.1), np.float32))
 
 
 _DEPTH_QUANTUM_UM = 0.05
@@ -930,6 +957,12 @@ def make_field(
         cy, cx = rng.uniform(0, p, 2)
         canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
 
+    for _ in range(int(rng.integers(cfg.debris[0], cfg.debris[1] + 1) * (p * p) / (401 * 401))):
+        od = _debris(rng, px)
+        hh = od.shape[0]
+        cy, cx = rng.uniform(0, p, 2)
+        canvas.add(rng.normal(0.0, 0.1), int(cy) - hh // 2, int(cx) - hh // 2, od)
+
     # faint plasma/background stain
     plasma = _tint(0.006 + 0.004 * _smooth_noise(rng, (p, p), 6), np.array((0.5, 1.0, 0.6), np.float32))
     canvas.add(0.0, 0, 0, plasma)
@@ -970,6 +1003,11 @@ def make_field(
         tiles = cv2.resize(focus_map, (t, t), interpolation=cv2.INTER_AREA)
         info["focus_map_tiles_um"] = np.round(tiles, 4).tolist()
 
+    phase = None
+    if cfg.phase_rad > 0:
+        dens = absorbed.mean(axis=-1)
+        top = max(float(np.percentile(dens.sum(axis=0), 99.5)), 1e-6)
+        phase = dens * np.float32(cfg.phase_rad / top)
     return SmearField(
         absorbed,
         depths_focus,
@@ -980,6 +1018,7 @@ def make_field(
         focus_map=focus_map,
         nucleus_centres=[c for c in nucleus if c[0] < out_size and c[1] < out_size],
         info=info,
+        phase=phase,
     )
 
 

@@ -29,23 +29,29 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import scipy.fft as sfft
 
+if TYPE_CHECKING:  # optics.py imports this module
+    from .optics import Optics
+
 __all__ = ["abbe_image", "cross_coefficient", "pupil", "transfer_functions", "weak_object_image"]
 
 
-def pupil(optics: object, defocus_um: float, wavelength_um: float, fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+def pupil(
+    optics: Optics, defocus_um: float, wavelength_um: float, fy: np.ndarray, fx: np.ndarray
+) -> np.ndarray:
     """Complex pupil ``P(fy, fx)`` (frequencies in cycles/µm, broadcastable arrays), zero outside ``NA/λ``.
 
     Phase: exact angular-spectrum defocus ``2π z (√((n/λ)² − f²) − n/λ)`` with ``z = optics.axial(defocus_um)``,
     primary spherical aberration (Zernike Z₄⁰, ``optics.spherical_waves``) and astigmatism along the image axes
     (Zernike Z₂², ``optics.astigmatism_waves``), both in waves RMS at the reference wavelength.
     """
-    na = float(optics.na)  # type: ignore[attr-defined]
-    n = float(optics.immersion_index)  # type: ignore[attr-defined]
+    na = float(optics.na)
+    n = float(optics.immersion_index)
     fc = na / wavelength_um
     fy, fx = np.broadcast_arrays(np.asarray(fy, np.float64), np.asarray(fx, np.float64))
     f2_all = fy * fy + fx * fx
@@ -54,22 +60,22 @@ def pupil(optics: object, defocus_um: float, wavelength_um: float, fy: np.ndarra
     f2, gy, gx = f2_all[inside], fy[inside], fx[inside]  # evaluate the phase only inside the aperture
     n_over_l = n / wavelength_um
     kz = np.sqrt(np.maximum(n_over_l * n_over_l - f2, 0.0))
-    phase = (2.0 * np.pi * optics.axial(defocus_um)) * (kz - n_over_l)  # type: ignore[attr-defined]
+    phase = (2.0 * np.pi * optics.axial(defocus_um)) * (kz - n_over_l)
     rho2 = f2 / (fc * fc)
-    scale = float(optics.reference_wavelength_um) / wavelength_um  # type: ignore[attr-defined]
-    sph = float(optics.spherical_waves)  # type: ignore[attr-defined]
+    scale = float(optics.reference_wavelength_um) / wavelength_um
+    sph = float(optics.spherical_waves)
     if sph:
         phase += 2.0 * np.pi * sph * scale * math.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
-    ast = float(getattr(optics, "astigmatism_waves", 0.0))
+    ast = float(optics.astigmatism_waves)
     if ast:
         phase += 2.0 * np.pi * ast * scale * math.sqrt(6.0) * (gx * gx - gy * gy) / (fc * fc)
     out[inside] = np.exp(1j * phase)
     return out
 
 
-def _source(optics: object, wavelength_um: float, fy: np.ndarray, fx: np.ndarray, df: float) -> np.ndarray:
+def _source(optics: Optics, wavelength_um: float, fy: np.ndarray, fx: np.ndarray, df: float) -> np.ndarray:
     """Condenser aperture as an anti-aliased disc of radius ``NA_cond/λ`` (a single point when below one sample)."""
-    fs = float(optics.condenser_na) / wavelength_um  # type: ignore[attr-defined]
+    fs = float(optics.condenser_na) / wavelength_um
     r = np.sqrt(fy * fy + fx * fx)
     s = np.clip(fs / df - r / df + 0.5, 0.0, 1.0)
     if s.sum() < 1.0:  # coherent limit: the on-axis point
@@ -77,17 +83,17 @@ def _source(optics: object, wavelength_um: float, fy: np.ndarray, fx: np.ndarray
     return s
 
 
-def _grid_radius(optics: object, defocus_um: float, wavelength_um: float) -> int:
+def _grid_radius(optics: Optics, defocus_um: float, wavelength_um: float) -> int:
     """Pupil samples per radius so that the defocus phase changes by ≤ ½ wave per sample at the pupil edge."""
-    na = float(optics.na)  # type: ignore[attr-defined]
-    n = float(optics.immersion_index)  # type: ignore[attr-defined]
-    z = abs(float(optics.axial(defocus_um)))  # type: ignore[attr-defined]
+    na = float(optics.na)
+    n = float(optics.immersion_index)
+    z = abs(float(optics.axial(defocus_um)))
     edge = z * na * na / (wavelength_um * math.sqrt(max(n * n - na * na, 1e-6)))  # waves per radius-unit
     return int(min(60, max(16, math.ceil(2.0 * edge))))
 
 
-@functools.lru_cache(maxsize=4096)
-def cross_coefficient(optics: object, defocus_um: float, wavelength_um: float) -> tuple[np.ndarray, float]:
+@functools.lru_cache(maxsize=256)  # ≤ 0.5 MB each; a stack needs ~100, random optics never reuse them
+def cross_coefficient(optics: Optics, defocus_um: float, wavelength_um: float) -> tuple[np.ndarray, float]:
     """Transmission cross-coefficient ``C(v)/B`` on its own grid: ``(C, df)``.
 
     ``C`` is ``(N, N)`` complex64 in FFT order (zero frequency at ``[0, 0]``, periodic) with step ``df``
@@ -95,8 +101,8 @@ def cross_coefficient(optics: object, defocus_um: float, wavelength_um: float) -
     """
     lam = float(wavelength_um)
     rad = _grid_radius(optics, defocus_um, lam)
-    na = float(optics.na)  # type: ignore[attr-defined]
-    sigma = min(float(optics.condenser_na) / na, 1.0)  # type: ignore[attr-defined]
+    na = float(optics.na)
+    sigma = min(float(optics.condenser_na) / na, 1.0)
     df = na / lam / rad
     size = sfft.next_fast_len(int(2 * math.ceil(rad * (1.0 + sigma)) + 6))
     f = np.fft.fftfreq(size, d=1.0 / (size * df))  # FFT order: zero frequency at [0, 0]
@@ -115,7 +121,7 @@ def cross_coefficient(optics: object, defocus_um: float, wavelength_um: float) -
 
 
 def transfer_functions(
-    optics: object,
+    optics: Optics,
     defocus_um: float,
     wavelength_um: float,
     shape: tuple[int, int],
@@ -130,10 +136,17 @@ def transfer_functions(
     """
     c, df = cross_coefficient(optics, round(float(defocus_um), 6), float(wavelength_um))
     h, w = int(shape[0]), int(shape[1])
-    na = float(optics.na)  # type: ignore[attr-defined]
-    cut = (na + min(float(optics.condenser_na), na)) / float(wavelength_um)  # type: ignore[attr-defined]
+    na = float(optics.na)
+    cut = (na + min(float(optics.condenser_na), na)) / float(wavelength_um)
     map_x, map_y, outside = _resample_maps(
-        h, w, float(optics.pixel_um), rows, cols, float(df), int(c.shape[0]), cut  # type: ignore[attr-defined]
+        h,
+        w,
+        float(optics.pixel_um),
+        rows,
+        cols,
+        float(df),
+        int(c.shape[0]),
+        cut,
     )
     two = cv2.merge([np.ascontiguousarray(c.real), np.ascontiguousarray(c.imag * 2.0)])
     out = cv2.remap(two, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
@@ -162,7 +175,7 @@ def _resample_maps(
 
 
 def weak_object_image(
-    absorption: np.ndarray, phase: np.ndarray, optics: object, defocus_um: float, wavelength_um: float
+    absorption: np.ndarray, phase: np.ndarray, optics: Optics, defocus_um: float, wavelength_um: float
 ) -> np.ndarray:
     """Intensity (background 1) of a thin specimen ``exp(−μ + iφ)`` by the weak-object transfer functions.
 
@@ -176,7 +189,7 @@ def weak_object_image(
 
 
 def abbe_image(
-    transmission: np.ndarray, optics: object, defocus_um: float, wavelength_um: float
+    transmission: np.ndarray, optics: Optics, defocus_um: float, wavelength_um: float
 ) -> np.ndarray:
     """Reference intensity (background 1) of a thin specimen of complex ``transmission`` ``(H, W)``: Abbe's sum.
 
@@ -186,7 +199,7 @@ def abbe_image(
     """
     t = np.asarray(transmission, np.complex128)
     h, w = t.shape
-    px = float(optics.pixel_um)  # type: ignore[attr-defined]
+    px = float(optics.pixel_um)
     lam = float(wavelength_um)
     fy = np.fft.fftfreq(h, d=px)[:, None]
     fx = np.fft.fftfreq(w, d=px)[None, :]

@@ -115,7 +115,7 @@ def test_random_semisynthetic_stack_from_a_project_image() -> None:
     img = _image(200)
     st = random_semisynthetic_stack(img, 1, size=64, source_pixel_um=0.2, n_planes=7)
     assert st.planes.shape[:3] == (7, 64, 64)
-    assert st.meta["source"] == "semisynthetic-random" and st.meta["pixel_um"] <= 0.2 * 200 / 64
+    assert st.meta["source"] == "semisynthetic-random" and 0.2 <= st.meta["pixel_um"] <= 0.2 * 200 / 64
     f = [focus_measure(p) for p in st.planes]
     assert int(np.argmax(f)) == st.sharp_index
     with pytest.raises(InputError, match="cannot cover"):

@@ -55,7 +55,9 @@ def test_registration_undoes_a_drift() -> None:
 
 
 def test_band_percentiles() -> None:
-    curves = [pair_statistics(_stack([1.5, 0.7, 0.0, 0.7 + 0.1 * i, 1.5], seed=i), register=False) for i in range(5)]
+    curves = [
+        pair_statistics(_stack([1.5, 0.7, 0.0, 0.7 + 0.1 * i, 1.5], seed=i), register=False) for i in range(5)
+    ]
     xs = np.array([0.5])
     lo, med, hi, count = band(curves, xs)
     assert count[0] <= 5 and (np.isnan(lo[0]) or lo[0] <= med[0] <= hi[0])
