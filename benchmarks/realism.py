@@ -31,7 +31,9 @@ from virtualfocus.simulation.randomize import RandomOptics, random_stack
 from virtualfocus.simulation.realism import PairStats, band, pair_statistics
 from virtualfocus.zstacks.realstacks import load_stack
 
-DEFAULT_REAL = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-focus-stacks" / "urjc-s1"
+DEFAULT_REAL = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "real-focus-stacks" / "urjc-s1"
+)
 XS = np.round(np.arange(0.15, 0.951, 0.05), 3)
 
 
@@ -63,7 +65,7 @@ def _plot(path: Path, real: dict[str, list[PairStats]], bands: dict[str, Any], n
         ax.plot(XS, med, color="tab:blue", lw=1)
         for name, stats in real.items():
             ax.plot([s.x for s in stats], [getattr(s, field) for s in stats], "o-", label=f"real: {name}")
-        ax.set_xlabel("x = mean F(±k)/F(0)  (blur →  left)")
+        ax.set_xlabel("x = mean F(±k)/F(0)   (more blur →)")
         ax.set_ylabel(label)
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
@@ -80,9 +82,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, default=40, help="simulated stacks (default 40)")
     ap.add_argument("--size", type=int, default=256, help="simulated field size in pixels (default 256)")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    ap.add_argument("--replot", action="store_true", help="only redraw realism.png from --out/realism.json")
     args = ap.parse_args(argv)
+    if args.replot:
+        saved = json.loads((args.out / "realism.json").read_text())
+        stats = {
+            name: [PairStats(p["k"], p["x"], p["y"], p["r"]) for p in points]
+            for name, points in saved["real"].items()
+        }
+        _plot(args.out / "realism.png", stats, saved["band"], saved["n_sim"])
+        return 0
 
-    reals = [Path(p) for p in args.real] if args.real is not None else ([DEFAULT_REAL] if DEFAULT_REAL.exists() else [])
+    reals = (
+        [Path(p) for p in args.real]
+        if args.real is not None
+        else ([DEFAULT_REAL] if DEFAULT_REAL.exists() else [])
+    )
     real: dict[str, list[PairStats]] = {}
     for p in reals:
         real[p.name] = pair_statistics(load_stack(p), register=True)
@@ -103,7 +118,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{x:5.2f} | {yb['p10'][j]:6.2f} {yb['p50'][j]:6.2f} {yb['p90'][j]:6.2f} | "
             f"{rb['p10'][j]:6.2f} {rb['p50'][j]:6.2f} {rb['p90'][j]:6.2f} | {yb['count'][j]}"
         )
-    report: dict[str, Any] = {"n_sim": args.n, "size": args.size, "xs": XS.tolist(), "band": bands, "real": {}}
+    report: dict[str, Any] = {
+        "n_sim": args.n,
+        "size": args.size,
+        "xs": XS.tolist(),
+        "band": bands,
+        "real": {},
+    }
     for name, stats in real.items():
         in_y = _inside(stats, np.array(bands["y"]["p10"]), np.array(bands["y"]["p90"]), "y")
         in_r = _inside(stats, np.array(bands["r"]["p10"]), np.array(bands["r"]["p90"]), "r")
