@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import functools
 import itertools
 import math
@@ -863,6 +864,74 @@ def focus_frame(
     return np.round(np.asarray(depths_um) - focus, 6), focus
 
 
+def _place_rbcs(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    cfg: SimConfig,
+    p: int,
+    rbc_stain: np.ndarray,
+    wbc: tuple[float, float, float],
+) -> list[tuple[float, float, float]]:
+    """Red cells: random sequential placement with limited overlap, avoiding the white cell's core.
+
+    ``wbc`` is the white cell's ``(centre y, centre x, core radius)`` in canvas pixels. Returns ``(y, x, r)``.
+    """
+    px = cfg.optics.pixel_um
+    wcy, wcx, wbc_r = wbc
+    target = float(rng.uniform(*cfg.rbc_coverage)) * p * p
+    covered = 0.0
+    placed: list[tuple[float, float, float]] = []
+    tries = 0
+    pys = np.empty(0)
+    pxs = np.empty(0)
+    prs = np.empty(0)
+    while covered < target and tries < 3000:
+        tries += 1
+        radius_um = min(max(float(rng.normal(3.75, 0.25)), 3.0), 4.6)
+        r_px = radius_um / px
+        cy, cx = rng.uniform(0, p, 2)
+        dwy = (cy - wcy + p / 2) % p - p / 2
+        dwx = (cx - wcx + p / 2) % p - p / 2
+        if math.hypot(dwy, dwx) < (wbc_r + r_px) * 0.9:
+            continue
+        if pys.size:
+            dy = (cy - pys + p / 2) % p - p / 2
+            dx = (cx - pxs + p / 2) % p - p / 2
+            # mostly touching at most, sometimes overlapping (as in a real monolayer's thicker parts)
+            lim = (r_px + prs) * (0.72 if rng.random() < 0.15 else 0.98)
+            if (dy * dy + dx * dx < lim * lim).any():
+                continue
+        od, r_px = _rbc(rng, px, rbc_stain, radius_um)
+        placed.append((cy, cx, r_px))
+        pys, pxs, prs = np.append(pys, cy), np.append(pxs, cx), np.append(prs, r_px)
+        covered += math.pi * r_px * r_px
+        hh = od.shape[0]
+        depth = rng.normal(0.0, cfg.rbc_depth_sd_um)
+        canvas.add(depth, round(cy) - hh // 2, round(cx) - hh // 2, od)
+    return placed
+
+
+def _add_small_objects(
+    rng: np.random.Generator, canvas: _Canvas, cfg: SimConfig, p: int, nuc_scale: np.ndarray
+) -> None:
+    """Platelets, debris specks and the faint plasma stain."""
+    px = cfg.optics.pixel_um
+    for _ in range(int(rng.integers(cfg.platelets[0], cfg.platelets[1] + 1) * (p * p) / (401 * 401))):
+        od = _platelet(rng, px, nuc_scale)
+        hh = od.shape[0]
+        cy, cx = rng.uniform(0, p, 2)
+        canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
+
+    for _ in range(int(rng.integers(cfg.debris[0], cfg.debris[1] + 1) * (p * p) / (401 * 401))):
+        od = _debris(rng, px)
+        hh = od.shape[0]
+        cy, cx = rng.uniform(0, p, 2)
+        canvas.add(rng.normal(0.0, 0.1), int(cy) - hh // 2, int(cx) - hh // 2, od)
+
+    plasma = _tint(0.006 + 0.004 * _smooth_noise(rng, (p, p), 6), np.array((0.5, 1.0, 0.6), np.float32))
+    canvas.add(0.0, 0, 0, plasma)
+
+
 def make_field(
     rng: np.random.Generator, config: SimConfig | None = None, *, size: int | None = None
 ) -> SmearField:
@@ -919,53 +988,8 @@ def make_field(
     wbc_r = wh / 2 * 0.85
     nucleus = [[round(wcy + ncy) % p, round(wcx + ncx) % p]]
 
-    # red cells: random sequential placement with limited overlap, avoiding the white cell's core
-    target = float(rng.uniform(*cfg.rbc_coverage)) * p * p
-    covered = 0.0
-    placed: list[tuple[float, float, float]] = []
-    tries = 0
-    pys = np.empty(0)
-    pxs = np.empty(0)
-    prs = np.empty(0)
-    while covered < target and tries < 3000:
-        tries += 1
-        radius_um = min(max(float(rng.normal(3.75, 0.25)), 3.0), 4.6)
-        r_px = radius_um / px
-        cy, cx = rng.uniform(0, p, 2)
-        dwy = (cy - wcy + p / 2) % p - p / 2
-        dwx = (cx - wcx + p / 2) % p - p / 2
-        if math.hypot(dwy, dwx) < (wbc_r + r_px) * 0.9:
-            continue
-        if pys.size:
-            dy = (cy - pys + p / 2) % p - p / 2
-            dx = (cx - pxs + p / 2) % p - p / 2
-            # mostly touching at most, sometimes overlapping (as in a real monolayer's thicker parts)
-            lim = (r_px + prs) * (0.72 if rng.random() < 0.15 else 0.98)
-            if (dy * dy + dx * dx < lim * lim).any():
-                continue
-        od, r_px = _rbc(rng, px, rbc_stain, radius_um)
-        placed.append((cy, cx, r_px))
-        pys, pxs, prs = np.append(pys, cy), np.append(pxs, cx), np.append(prs, r_px)
-        covered += math.pi * r_px * r_px
-        hh = od.shape[0]
-        depth = rng.normal(0.0, cfg.rbc_depth_sd_um)
-        canvas.add(depth, round(cy) - hh // 2, round(cx) - hh // 2, od)
-
-    for _ in range(int(rng.integers(cfg.platelets[0], cfg.platelets[1] + 1) * (p * p) / (401 * 401))):
-        od = _platelet(rng, px, nuc_scale)
-        hh = od.shape[0]
-        cy, cx = rng.uniform(0, p, 2)
-        canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
-
-    for _ in range(int(rng.integers(cfg.debris[0], cfg.debris[1] + 1) * (p * p) / (401 * 401))):
-        od = _debris(rng, px)
-        hh = od.shape[0]
-        cy, cx = rng.uniform(0, p, 2)
-        canvas.add(rng.normal(0.0, 0.1), int(cy) - hh // 2, int(cx) - hh // 2, od)
-
-    # faint plasma/background stain
-    plasma = _tint(0.006 + 0.004 * _smooth_noise(rng, (p, p), 6), np.array((0.5, 1.0, 0.6), np.float32))
-    canvas.add(0.0, 0, 0, plasma)
+    placed = _place_rbcs(rng, canvas, cfg, p, rbc_stain, (wcy, wcx, wbc_r))
+    _add_small_objects(rng, canvas, cfg, p, nuc_scale)
 
     absorbed, depths = canvas.composite()
     # Offsets are "focal plane − object depth"; shifting depths by the focus position puts best focus at 0.
@@ -1206,12 +1230,17 @@ def _pool(workers: int) -> Any:
     return ctx.Pool(workers, initializer=_init_worker)
 
 
-def _worker(args: tuple[int, int, str, SimConfig]) -> tuple[str, float]:
+def _worker(args: tuple[int, int, str, SimConfig, bool]) -> tuple[str, float]:
     from virtualfocus.zstacks.stack import write_stack
 
-    index, seed, out, cfg = args
+    from .randomize import random_stack
+
+    index, seed, out, cfg, randomize = args
     t0 = time.perf_counter()
-    stack = simulate_stack(seed, config=cfg, name=f"sim-{index:06d}")
+    if randomize:  # a new microscope, camera and stain per stack
+        stack = dataclasses.replace(random_stack(seed, size=cfg.size), name=f"rand-{index:06d}")
+    else:
+        stack = simulate_stack(seed, config=cfg, name=f"sim-{index:06d}")
     write_stack(Path(out) / stack.name, stack)
     return stack.name, time.perf_counter() - t0
 
@@ -1234,6 +1263,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--focus-map", type=float, default=0.0, help="per-pixel focus variation, µm peak-to-peak")
     ap.add_argument("--start", type=int, default=0, help="first stack index (to extend a folder; default 0)")
+    ap.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw objective, pixel size, condenser, aberrations, specimen, stain and camera per stack "
+        "(virtualfocus.simulation.randomize; --bit-depth/--motion/--focus-map are then ignored)",
+    )
     return ap
 
 
@@ -1252,7 +1287,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, args.seed + i, str(out), cfg) for i in range(args.start, args.start + args.stacks)]
+    jobs = [
+        (i, args.seed + i, str(out), cfg, bool(args.randomize))
+        for i in range(args.start, args.start + args.stacks)
+    ]
     t0 = time.perf_counter()
     done = 0
     workers = args.workers

@@ -120,3 +120,14 @@ def test_random_semisynthetic_stack_from_a_project_image() -> None:
     assert int(np.argmax(f)) == st.sharp_index
     with pytest.raises(InputError, match="cannot cover"):
         random_semisynthetic_stack(_image(40), 1, size=256, source_pixel_um=0.2)
+
+
+def test_simulate_cli_randomize_writes_the_chain_to_the_sidecar(tmp_path) -> None:
+    from virtualfocus.simulation.simulate import main
+    from virtualfocus.zstacks.stack import read_stack
+
+    assert (
+        main(["--out", str(tmp_path), "--stacks", "1", "--size", "48", "--workers", "1", "--randomize"]) == 0
+    )
+    st = read_stack(tmp_path / "rand-000000.tif")
+    assert st.meta["imaging"]["optics"]["condenser_na"] > 0 and st.planes.shape[1:3] == (48, 48)
