@@ -1,30 +1,33 @@
-"""Bright-field microscope optics for simulated defocus: scalar pupil-function PSFs and layered rendering.
+"""Bright-field microscope optics for simulated defocus: partially coherent imaging and layered rendering.
 
-The model is the scalar (Born & Wolf) pupil-function model of a high-NA oil objective, evaluated as an
-incoherent system:
+The model is scalar, partially coherent bright-field imaging with Köhler illumination (:mod:`.wotf`):
 
-* the pupil is a disc of radius ``NA_eff / λ`` in spatial frequency, where ``NA_eff = (NA_obj + NA_cond) / 2``.
-  Bright-field transmission imaging is partially coherent; its cut-off frequency is ``(NA_obj + NA_cond) / λ``
-  (Hopkins), which the incoherent model reproduces with this effective aperture, and the defocus blur of an
-  absorbing object grows with the illumination cone rather than with the full objective aperture;
-* defocus is the exact (non-paraxial) angular-spectrum phase ``2π z (√((n/λ)² − f²) − n/λ)`` in an immersion
-  medium of index ``n`` (Gibson & Lanni's design condition: oil, coverslip and sample index-matched);
-* a primary spherical aberration term ``W = s · √5 (6ρ⁴ − 6ρ² + 1)`` (Zernike Z₄⁰, ``s`` in waves RMS at the
-  reference wavelength) breaks the symmetry between the two sides of focus, as index mismatch in a real dried
-  smear does. With the default positive coefficient the **negative** offsets blur faster than the positive ones,
-  which is the shape the reference thesis measured on real stacks (its table 6.1: MSE 36 at −1.2 µm vs 27 at
-  +1.2 µm, and a sharp band of −0.2 … +0.4 µm; "the image is affected more when moving in the negative
-  direction"). Flip the sign to mirror it;
+* the objective pupil is a disc of radius ``NA/λ`` with the exact (non-paraxial) angular-spectrum defocus phase
+  ``2π z (√((n/λ)² − f²) − n/λ)`` in an immersion medium of index ``n``; the condenser aperture is a real
+  parameter, a disc of radius ``NA_cond/λ`` (coherence ``σ = NA_cond/NA``), not folded into an effective NA;
+* a specimen layer is a complex transmission: an absorbed fraction per channel and (optionally) a phase delay
+  (thickness × refractive-index difference). Each is imaged through its **weak-object transfer function**
+  (absorption and phase WOTF from the transmission cross-coefficient of pupil and source; Streibl 1985, Tian &
+  Waller 2015), the fast path; :func:`.wotf.abbe_image` (Abbe's sum over source points) is the reference. In
+  focus a thin phase object is invisible; out of focus it gives contrast of opposite sign on the two sides;
+* primary spherical aberration ``W = s · √5 (6ρ⁴ − 6ρ² + 1)`` (Zernike Z₄⁰, ``s`` in waves RMS) and an index
+  mismatch focal shift on the positive side make defocus asymmetric; astigmatism along the image axes
+  (Zernike Z₂²) is available too. The default (``s = −0.015``, focal shift 0.82) blurs the negative side faster,
+  the thesis's shape (its table 6.1: MSE 36 at −1.2 µm vs 27 at +1.2 µm);
 * each colour channel has its own wavelength and an axial chromatic focus shift (green in the middle);
-* the PSF is ``|F⁻¹{P}|²`` normalised to unit energy, so blurring conserves the mean intensity.
+* the absorption transfer function is 1 at zero frequency, so blurring conserves the mean intensity.
+
+:mod:`.randomize` draws all of this (and the camera) per stack; :mod:`.realism` measures how well the result
+matches real through-focus series.
 
 Rendering is layered: a field is a set of thin layers at known depths (the absorbed-light fraction of each layer,
-per channel); a capture at focus offset ``z`` is ``bg · (1 − Σₖ PSF(z − dₖ) ∗ Aₖ)``, computed in the Fourier domain.
+per channel, and phase layers in radians); a capture at focus offset ``z`` is
+``bg · (1 − Σₖ T_abs(z − dₖ) ∗ Aₖ − Σⱼ T_phase(z − dⱼ) ∗ φⱼ)``, computed in the Fourier domain.
 Optical transfer functions depend only on (optics, defocus, wavelength, grid) and are cached (bounded LRU), so
 stacks render fast after the first few. Three exact shortcuts keep a 401×401×17-plane RGB stack at a few tens of
-milliseconds: the PSF is centro-symmetric, so its transfer function is real (float32 products instead of complex
-ones); an incoherent system passes no frequency above ``2·NA_eff/λ``, so only that band of each spectrum is
-accumulated; and OpenCV's real DFT (even, 13-smooth canvas sizes, see :func:`canvas_len`) does the transforms.
+milliseconds: pupil and source are centro-symmetric, so both transfer functions are real (float32 products
+instead of complex ones); a partially coherent system passes no frequency above ``(NA + min(NA_cond, NA))/λ``
+(``2·effective_na/λ``), so only that band of each spectrum is accumulated; and OpenCV's real DFT (even, 13-smooth canvas sizes, see :func:`canvas_len`) does the transforms.
 Camera noise (:func:`add_camera_noise`) is Poisson in electrons, in its normal approximation above 20 e⁻.
 
 Offsets are in µm with the thesis's sign convention as stored in :class:`~virtualfocus.zstacks.stack.ZStack`.
@@ -43,6 +46,9 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 from virtualfocus.edge.errors import InputError
+
+from . import wotf as _wotf
+from .camera import Camera, _Noise, add_camera_noise, standard_normal_fast
 
 __all__ = [
     "CHANNEL_NAMES",
@@ -131,10 +137,10 @@ class Optics:
     na : float
         Numerical aperture of the objective.
     condenser_na : float
-        Numerical aperture of the illumination; with ``na`` it sets the effective incoherent aperture
-        ``(na + condenser_na) / 2`` (see the module docstring). This is the main knob for how fast images blur.
+        Numerical aperture of the condenser (Köhler illumination); ``σ = condenser_na / na`` sets the coherence:
+        small σ rings and shows phase strongly, σ ≥ 1 images absorption incoherently and hides thin phase.
     immersion_index : float
-        Refractive index of the immersion medium (oil 1.515); must exceed the effective NA.
+        Refractive index of the immersion medium (oil 1.515, air 1.0); must exceed ``na``.
     wavelengths_um : tuple of 3 floats
         Centre wavelength of the R, G, B channels in µm.
     chromatic_shift_um : tuple of 3 floats
@@ -151,6 +157,8 @@ class Optics:
         Wavelength at which ``spherical_waves`` is stated.
     pixel_um : float
         Object-space pixel size in µm (camera pixel / magnification).
+    astigmatism_waves : float
+        Astigmatism along the image axes, Zernike Z₂² coefficient in waves RMS at ``reference_wavelength_um``.
     """
 
     na: float = 1.25
@@ -158,10 +166,11 @@ class Optics:
     immersion_index: float = 1.515
     wavelengths_um: tuple[float, float, float] = (0.61, 0.54, 0.46)
     chromatic_shift_um: tuple[float, float, float] = (0.08, 0.0, -0.08)
-    spherical_waves: float = 0.03
+    spherical_waves: float = -0.015
     focal_shift_positive: float = 0.82
     reference_wavelength_um: float = 0.54
     pixel_um: float = 0.1
+    astigmatism_waves: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.na < self.immersion_index:
@@ -192,8 +201,14 @@ class Optics:
 
     @property
     def effective_na(self) -> float:
-        """Aperture of the equivalent incoherent system, ``(na + condenser_na) / 2``."""
-        return 0.5 * (self.na + self.condenser_na)
+        """Half the partially coherent cut-off: ``(na + min(condenser_na, na)) / 2`` (images pass no frequency
+        above ``2·effective_na/λ``)."""
+        return 0.5 * (self.na + min(self.condenser_na, self.na))
+
+    @property
+    def sigma(self) -> float:
+        """Coherence parameter ``σ = condenser_na / na`` (0: coherent, ≥ 1: incoherent for absorption)."""
+        return self.condenser_na / self.na
 
     def axial(self, defocus_um: float) -> float:
         """Physical focal displacement for a nominal defocus (applies :attr:`focal_shift_positive`)."""
@@ -211,6 +226,7 @@ class Optics:
             "focal_shift_positive": self.focal_shift_positive,
             "reference_wavelength_um": self.reference_wavelength_um,
             "pixel_um": self.pixel_um,
+            "astigmatism_waves": self.astigmatism_waves,
         }
 
     @classmethod
@@ -221,49 +237,6 @@ class Optics:
         if unknown:
             raise InputError(f"optics: unknown keys {sorted(unknown)}; accepted: {sorted(known)}")
         return cls(**d)  # type: ignore[arg-type]
-
-
-@dataclass(frozen=True)
-class Camera:
-    """Camera noise model: shot noise (Poisson, Gaussian approximation above 20 e⁻) plus read noise.
-
-    Parameters
-    ----------
-    full_well_e : float
-        Electrons at the top of the digital range (sets the shot-noise level; more = cleaner images). The
-        default 10⁶ is an *effective* value: the thesis's stacks differ by only ~0.25 DN of noise at 8 bit
-        (SSIM 0.998 between the ±0.2 µm planes), as after frame averaging or binning. Use ~2·10⁴ for one raw
-        frame of a typical sCMOS camera.
-    read_noise_e : float
-        RMS read noise in electrons.
-    bit_depth : {8, 12, 16}
-        ADC depth. 12-bit values are stored MSB-aligned in uint16 (×16), as most scientific cameras deliver them,
-        so every uint16 image maps to 0..255 the same way.
-    """
-
-    full_well_e: float = 1.0e6
-    read_noise_e: float = 8.0
-    bit_depth: int = 8
-
-    def __post_init__(self) -> None:
-        if self.bit_depth not in (8, 12, 16):
-            raise InputError(f"Camera.bit_depth={self.bit_depth}; expected 8, 12 or 16")
-        if self.full_well_e <= 0 or self.read_noise_e < 0:
-            raise InputError(
-                f"Camera(full_well_e={self.full_well_e}, read_noise_e={self.read_noise_e}); "
-                "expected full_well_e > 0 and read_noise_e ≥ 0"
-            )
-
-    @property
-    def dtype(self) -> type[np.generic]:
-        return np.uint8 if self.bit_depth == 8 else np.uint16
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "full_well_e": self.full_well_e,
-            "read_noise_e": self.read_noise_e,
-            "bit_depth": self.bit_depth,
-        }
 
 
 # --------------------------------------------------------------------------------------------------- PSF / OTF
@@ -284,31 +257,14 @@ def _pupil_grid(h: int, w: int, dx: float) -> tuple[np.ndarray, np.ndarray, np.n
     return order, f2[order], np.sqrt(f2[order])
 
 
-def _pupil(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    """Complex pupil function sampled on the FFT grid of an image of ``shape`` (origin at [0, 0])."""
-    h, w = int(shape[0]), int(shape[1])
-    order, f2_sorted, _ = _pupil_grid(h, w, float(optics.pixel_um))
-    n_over_l = optics.immersion_index / wavelength_um
-    fc = optics.effective_na / wavelength_um
-    n_in = int(np.searchsorted(f2_sorted, fc * fc, side="right"))
-    idx = order[:n_in]
-    f2 = f2_sorted[:n_in]
-    rho2 = f2 / (fc * fc)
-    kz = np.sqrt(np.maximum(n_over_l * n_over_l - f2, 0.0))
-    phase = (2.0 * np.pi * optics.axial(defocus_um)) * (kz - n_over_l)
-    if optics.spherical_waves:
-        z40 = math.sqrt(5.0) * (6.0 * rho2 * rho2 - 6.0 * rho2 + 1.0)
-        waves = optics.spherical_waves * optics.reference_wavelength_um / wavelength_um
-        phase += 2.0 * np.pi * waves * z40
-    pupil = np.zeros(h * w, np.complex64)
-    pupil[idx] = np.exp(1j * phase)
-    return pupil.reshape(h, w)
-
-
 def _psf_full(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    pupil = _pupil(optics, defocus_um, wavelength_um, shape).astype(np.complex64)
-    amp = _ifft2(pupil)
-    p = (amp.real * amp.real + amp.imag * amp.imag).astype(np.float64)
+    """Image of a weak absorbing point on the full grid of ``shape`` (origin at [0, 0], float64, sums to 1).
+
+    The inverse transform of the absorption weak-object transfer function (:func:`.wotf.transfer_functions`); for a
+    wide condenser it is the incoherent PSF, for a narrow one it rings (and may dip below zero).
+    """
+    t_abs, _ = _wotf.transfer_functions(optics, defocus_um, wavelength_um, (int(shape[0]), int(shape[1])))
+    p = np.fft.irfft2(t_abs.astype(np.float64), s=(int(shape[0]), int(shape[1])))
     return p / p.sum()
 
 
@@ -396,15 +352,16 @@ def _otf_key(
     return (optics, round(z, 4), float(wavelength_um), (int(shape[0]), int(shape[1]))), z
 
 
-def _real_otf(optics: Optics, z: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
-    """Real part of the ``rfft2`` of the PSF on the full grid (float32).
+def _real_otf(
+    optics: Optics, z: float, wavelength_um: float, shape: tuple[int, int], *, phase: bool = False
+) -> np.ndarray:
+    """Absorption (or, with ``phase``, phase) weak-object transfer function on the full ``rfft2`` grid, float32.
 
-    The pupil is radially symmetric and sampled symmetrically (``P(f) = P(−f)`` on every FFT grid, since it
-    vanishes long before the Nyquist frequency), so the PSF is centro-symmetric and its transfer function is real;
-    the imaginary part is float rounding (~1e-7). Keeping the real part is the same as symmetrising the sampled PSF.
+    Real: the pupil and the condenser disc are centro-symmetric (defocus, spherical aberration, astigmatism along
+    the image axes), so the cross-coefficient is even and both transfer functions are real and even in each axis.
     """
-    p = _psf_full(optics, z, float(wavelength_um), (int(shape[0]), int(shape[1])))
-    return np.ascontiguousarray(_rfft2(p.astype(np.float32)).real, dtype=np.float32)
+    t_abs, t_phase = _wotf.transfer_functions(optics, z, float(wavelength_um), (int(shape[0]), int(shape[1])))
+    return t_phase if phase else t_abs
 
 
 def otf(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
@@ -467,24 +424,32 @@ def _as_float_pairs(spectrum: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(spectrum, dtype=np.complex64).view(np.float32)
 
 
-def _band_otf(optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int]) -> np.ndarray:
+def _band_otf(
+    optics: Optics, defocus_um: float, wavelength_um: float, shape: tuple[int, int], *, phase: bool = False
+) -> np.ndarray:
     """Render-ready transfer function: pass band only (:func:`otf_band`), each value twice (:func:`_interleave`).
 
-    Only the non-negative row frequencies ``0 … rows_pos−1`` (the OTF is even in each axis: rows ``1 … rows_neg``
-    serve the negative block of :func:`_band_rows` too), unless the band is the full grid. Cached separately from
-    :func:`otf` (keyed the same way), so the full-grid functions are never stored for the render path; about
-    0.1–0.3 MB each on a 416² canvas, so a stack's few hundred stay small.
+    Only the non-negative row frequencies ``0 … rows_pos−1`` (the transfer functions are even in each axis: rows
+    ``1 … rows_neg`` serve the negative block of :func:`_band_rows` too), unless the band is the full grid. With
+    ``phase`` the phase transfer function, with the sign the renderer's ``1 − Σ T·layer`` needs. Cached separately
+    from :func:`otf` (keyed the same way plus the kind); about 0.1–0.3 MB each on a 416² canvas.
     """
     key, z = _otf_key(optics, defocus_um, wavelength_um, shape)
-    hit = _BAND_CACHE.get(key)
+    hit = _BAND_CACHE.get((*key, phase))
     if hit is not None:
         return hit
-    full = _real_otf(optics, z, float(wavelength_um), key[3])  # type: ignore[arg-type]
-    rows_pos, _, cols = otf_band(optics, wavelength_um, shape)
-    o = _interleave(full[:rows_pos, :cols])
-    o.setflags(write=False)
-    _BAND_CACHE.put(key, o)
-    return o
+    rows_pos, rows_neg, cols = otf_band(optics, wavelength_um, shape)
+    h = int(shape[0])
+    both = _wotf.transfer_functions(
+        optics, z, float(wavelength_um), (h, int(shape[1])), rows=rows_pos if rows_neg else None, cols=cols
+    )
+    out = []
+    for kind, t in zip((False, True), both, strict=True):  # both kinds at once: a field usually needs both
+        o = _interleave(t[:rows_pos, :cols])
+        o.setflags(write=False)
+        _BAND_CACHE.put((*key, kind), o)
+        out.append(o)
+    return out[int(phase)]
 
 
 def clear_cache() -> None:
@@ -492,6 +457,7 @@ def clear_cache() -> None:
     _OTF_CACHE.clear()
     _BAND_CACHE.clear()
     _focus_filter_power_cached.cache_clear()
+    _wotf.cross_coefficient.cache_clear()
 
 
 def motion_otf(length_px: float, angle_deg: float, shape: tuple[int, int]) -> np.ndarray:
@@ -523,24 +489,33 @@ def _focus_filter_power(shape: tuple[int, int]) -> np.ndarray:
     return _focus_filter_power_cached(int(shape[0]), int(shape[1]))
 
 
-@functools.lru_cache(maxsize=32)
-def best_focus_shift(
-    optics: Optics, *, channel: int = 1, span_um: float = 1.0, step_um: float = 0.01
-) -> float:
+@functools.lru_cache(maxsize=256)
+def best_focus_shift(optics: Optics, *, channel: int = 1, step_um: float = 0.01) -> float:
     """Defocus (µm) at which the thesis focus measure of a white-noise object peaks for ``channel``.
 
     With spherical aberration the plane of best focus moves away from the paraxial focus; the simulator puts the
-    nominal 0 µm plane there so that, as in the thesis, the focus curve peaks at 0.
+    nominal 0 µm plane there so that, as in the thesis, the focus curve peaks at 0. Searched over ± three depths
+    of field (``n·λ/NA²``) on a coarse grid, refined by a parabola through the best three points, rounded to
+    ``step_um``.
     """
-    shape = (128, 128)
+    shape = (96, 96)
     weight = _focus_filter_power(shape)
     lam = optics.wavelengths_um[channel]
-    zs = np.arange(-span_um, span_um + step_um / 2, step_um)
-    scores = []
-    for z in zs:
-        o = np.fft.rfft2(_psf_full(optics, float(z), lam, shape))
-        scores.append(float(np.sum(np.abs(o) ** 2 * weight)))
-    return float(zs[int(np.argmax(scores))]) + optics.chromatic_shift_um[channel]
+
+    def score(z: float) -> float:
+        t_abs, _ = _wotf.transfer_functions(optics, z, lam, shape)
+        return float(np.sum(t_abs.astype(np.float64) ** 2 * weight))
+
+    dof = optics.immersion_index * lam / (optics.na * optics.na)
+    h = max(round(3.0 * dof / 12, 3), step_um)
+    zs = np.arange(-12, 13) * h
+    sc = np.array([score(float(z)) for z in zs])
+    i = int(np.clip(np.argmax(sc), 1, len(zs) - 2))
+    a, b, c = sc[i - 1 : i + 2]
+    den = a - 2 * b + c
+    frac = 0.5 * (a - c) / den if den < 0 else 0.0
+    best = float(zs[i]) + float(np.clip(frac, -1, 1)) * h
+    return round(round(best / step_um) * step_um, 6) + optics.chromatic_shift_um[channel]
 
 
 # --------------------------------------------------------------------------------------------------- rendering
@@ -663,7 +638,11 @@ def _render_plan(
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """(plane offsets, per-plane exposure scale, inverse-DFT normalisation) shared by both render paths."""
     offsets = np.atleast_1d(np.asarray(offsets_um, dtype=np.float64))
-    scale = np.ones(offsets.size) if exposure is None else np.asarray(exposure, dtype=np.float64).reshape(offsets.size)
+    scale = (
+        np.ones(offsets.size)
+        if exposure is None
+        else np.asarray(exposure, dtype=np.float64).reshape(offsets.size)
+    )
     return offsets, scale, 1.0 / (int(shape[0]) * int(shape[1]))
 
 
@@ -678,6 +657,7 @@ def render_bands(
     crop: tuple[int, int] | None = None,
     transmission: np.ndarray | None = None,
     exposure: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> np.ndarray:
     """:func:`render_layers` on layer spectra already cut to the pass band (:func:`layer_bands`).
 
@@ -695,6 +675,9 @@ def render_bands(
         ``exposure · transmission · (1 − absorbed)`` instead of the absorbed fraction, computed plane by plane.
     exposure : np.ndarray, optional
         ``(Z,)`` relative exposure of each plane (with ``transmission``; default 1).
+    phase_layers : np.ndarray, optional
+        ``(L,)`` bool: layers that hold phase (radians, per channel) instead of absorbed fraction; they are
+        rendered with the phase transfer function (default: none).
     """
     offsets, scale, norm = _render_plan(offsets_um, exposure, shape)
     n_z = offsets.size
@@ -706,7 +689,9 @@ def render_bands(
         if gain.shape != (ch, cw, 3):
             raise InputError(f"render_bands: transmission has shape {gain.shape}; expected {(ch, cw, 3)}")
     out = np.empty((n_z, ch, cw, 3), dtype=np.float32)
-    planes = _absorbed_planes(bands, depths_um, offsets, optics, shape, extra_otf=extra_otf)
+    planes = _absorbed_planes(
+        bands, depths_um, offsets, optics, shape, extra_otf=extra_otf, phase_layers=phase_layers
+    )
     for i, images in enumerate(planes):
         a = out[i]
         cv2.merge([img[:ch, :cw] for img in images], dst=a)
@@ -731,6 +716,7 @@ def render_captures(
     exposure: np.ndarray | None = None,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> np.ndarray:
     """Noisy camera captures of a layered field: :func:`render_bands` then :func:`add_camera_noise`, fused.
 
@@ -760,7 +746,15 @@ def render_captures(
     digital = np.empty((3, n_z, ch, cw), dtype=camera.dtype)
     for c in range(3):
         planes = _channel_planes(
-            c, bands[c], depths_um, offsets, optics, shape, extra_otf=extra_otf, extra_planes=extra_planes
+            c,
+            bands[c],
+            depths_um,
+            offsets,
+            optics,
+            shape,
+            extra_otf=extra_otf,
+            extra_planes=extra_planes,
+            phase_layers=phase_layers,
         )
         for i, img in enumerate(planes):
             s = float(scale[i])
@@ -782,6 +776,7 @@ def _absorbed_planes(
     *,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, ...]]:
     """Per offset, the three channels' absorbed images on the canvas, unnormalised (× h·w), float32.
 
@@ -789,7 +784,15 @@ def _absorbed_planes(
     """
     channels = [
         _channel_planes(
-            c, bands[c], depths_um, offsets, optics, shape, extra_otf=extra_otf, extra_planes=extra_planes
+            c,
+            bands[c],
+            depths_um,
+            offsets,
+            optics,
+            shape,
+            extra_otf=extra_otf,
+            extra_planes=extra_planes,
+            phase_layers=phase_layers,
         )
         for c in range(3)
     ]
@@ -806,11 +809,13 @@ def _channel_planes(
     *,
     extra_otf: np.ndarray | None = None,
     extra_planes: np.ndarray | None = None,
+    phase_layers: np.ndarray | None = None,
 ) -> Iterator[np.ndarray]:
     """Per offset, channel ``c``'s absorbed image on the canvas, unnormalised (× h·w), float32.
 
-    ``Σₖ OTF(z − dₖ − shift) · Aₖ`` over the pass band, then OpenCV's inverse real DFT. The array is reused for
-    the next plane: use it before advancing.
+    ``Σₖ Tₖ(z − dₖ − shift) · Aₖ`` with ``Tₖ`` the absorption transfer function (the phase one for the layers that
+    ``phase_layers`` marks as phase, in radians) over the pass band, then OpenCV's inverse real DFT. The array is
+    reused for the next plane: use it before advancing.
     """
     depths = np.asarray(depths_um, dtype=np.float64)
     h, w = int(shape[0]), int(shape[1])
@@ -842,16 +847,19 @@ def _channel_planes(
     neg = np.empty((rows_neg, 2 * cols), np.float32)
     img = np.empty((h, w), np.float32)
     # transfer functions by quantised defocus: planes share most of them (z − d repeats)
-    memo: dict[int, np.ndarray] = {}
+    memo: dict[tuple[int, bool], np.ndarray] = {}
+    kinds = [False] * depths.size if phase_layers is None else [bool(p) for p in phase_layers]
+    if len(kinds) != depths.size:
+        raise InputError(f"render: phase_layers has {len(kinds)} entries for {depths.size} layers")
     for i, z in enumerate(offsets):
         extra_here = extra_planes is None or bool(extra_planes[i])
         zc = z - optics.chromatic_shift_um[c]
         otfs = []
-        for d in depths:
-            q = round((zc - d) / DEFOCUS_QUANTUM_UM)
+        for d, kind in zip(depths, kinds, strict=True):
+            q = (round((zc - d) / DEFOCUS_QUANTUM_UM), kind)
             t = memo.get(q)
             if t is None:
-                t = memo[q] = _band_otf(optics, zc - d, lam, shape)  # rows 0 … rows_pos−1
+                t = memo[q] = _band_otf(optics, zc - d, lam, shape, phase=kind)  # rows 0 … rows_pos−1
             otfs.append(t)
         # one block of rows at a time, so its accumulator stays in the core's cache over the layers:
         # rows 0 … rows_pos−1, then rows −1 … −rows_neg (the OTF's rows 1 … rows_neg, see _band_rows)
@@ -916,120 +924,3 @@ def _band_to_ccs(xf: np.ndarray, band: tuple[int, int, int], ccs: np.ndarray) ->
             ccs[1 : 2 * top + 1, col] = xf[1 : top + 1, 2 * j : 2 * j + 2].reshape(-1)
         if h % 2 == 0 and rows_pos > h // 2:
             ccs[h - 1, col] = xf[h // 2, 2 * j]
-
-
-#: Camera noise is drawn and applied in chunks of this many values, so the temporaries stay in the CPU cache. It
-#: is part of the random stream's definition (a multiple of 4: each chunk uses whole 64-bit words).
-_NOISE_CHUNK = 1 << 16
-
-
-def _fill_normals(bitgen: np.random.BitGenerator, out: np.ndarray) -> None:
-    """Fill 1-D float32 ``out`` with standard normals: Box–Muller on 16-bit words of ``bitgen``'s raw output.
-
-    Uniforms ``u₁, u₂ = (k + ½)/65536`` give ``√(−2 ln u₁)·(cos 2πu₂, sin 2πu₂)``, two independent normals, put
-    in the first and second half of ``out`` (tails reach ±4.85 σ).
-    """
-    n = out.size
-    h = (n + 1) // 2
-    u = bitgen.random_raw((2 * h + 3) // 4).view(np.uint16)  # four 16-bit uniforms per 64-bit word
-    r = np.empty(h, np.float32)
-    a = np.empty(h, np.float32)
-    cv2.addWeighted(u[:h], 1.0 / 65536, u[:h], 0.0, 0.5 / 65536, dst=r, dtype=cv2.CV_32F)  # (0, 1)
-    cv2.log(r, dst=r)
-    cv2.addWeighted(r, -2.0, r, 0.0, 0.0, dst=r)
-    cv2.sqrt(r, dst=r)
-    v = u[h : 2 * h]
-    cv2.addWeighted(v, 2 * math.pi / 65536, v, 0.0, math.pi / 65536, dst=a, dtype=cv2.CV_32F)  # angle
-    if n == 2 * h:
-        cv2.polarToCart(r, a, x=out[:h], y=out[h:])
-    else:
-        x, y = cv2.polarToCart(r, a)
-        out[:h] = x.reshape(-1)
-        out[h:] = y.reshape(-1)[: n - h]
-
-
-def standard_normal_fast(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard-normal float32 samples: Box–Muller with OpenCV on 16-bit uniform integers.
-
-    The uniforms are the raw 64-bit output of ``rng``'s bit generator, four per word, drawn chunk by chunk
-    (deterministic for a given seed; the same stream :func:`add_camera_noise` uses). Mean, variance, kurtosis
-    and tail frequencies match the normal distribution to far below a grey level of camera noise (tails reach
-    ±4.85 σ), at about a sixth of the cost of numpy's float32 ziggurat here.
-    """
-    n = int(np.prod(shape))
-    out = np.empty(n, np.float32)
-    bitgen = rng.bit_generator
-    for i in range(0, n, _NOISE_CHUNK):
-        _fill_normals(bitgen, out[i : i + _NOISE_CHUNK])
-    return out.reshape(shape)
-
-
-class _Noise:
-    """A camera's noise model as constants, applied chunk by chunk (see :func:`add_camera_noise`)."""
-
-    def __init__(self, camera: Camera) -> None:
-        self.camera = camera
-        self.levels = float((1 << camera.bit_depth) - 1)
-        self.full_well = float(camera.full_well_e)
-        # in digital numbers: mean I·L, variance I·L²/fw (shot) + (r·L/fw)² (read)
-        self.shot = self.levels * self.levels / self.full_well
-        self.read = (camera.read_noise_e * self.levels / self.full_well) ** 2
-        self.depth = cv2.CV_8U if camera.bit_depth == 8 else cv2.CV_16U
-
-    def apply(self, flat: np.ndarray, out: np.ndarray, rng: np.random.Generator, lo: float) -> None:
-        """Noisy quantised ``out`` (1-D, camera dtype) from intensities ``flat`` (1-D float32, minimum ``lo``)."""
-        n = flat.size
-        z = np.empty(min(n, _NOISE_CHUNK), np.float32)
-        sd = np.empty_like(z)
-        bitgen = rng.bit_generator
-        clamp = self.shot * lo + self.read < 0.0
-        for i in range(0, n, _NOISE_CHUNK):
-            x = flat[i : i + _NOISE_CHUNK]
-            m = x.size
-            zz, ss = z[:m], sd[:m]
-            _fill_normals(bitgen, zz)
-            cv2.addWeighted(x, self.shot, x, 0.0, self.read, dst=ss)  # variance
-            if clamp:  # ringing can leave tiny negative intensities
-                cv2.threshold(ss, 0.0, 0.0, cv2.THRESH_TOZERO, dst=ss)
-            cv2.sqrt(ss, dst=ss)
-            cv2.multiply(ss, zz, dst=ss)
-            # mean + noise, rounded to the nearest level and saturated to 0..levels
-            cv2.addWeighted(x, self.levels, ss, 1.0, 0.0, dst=out[i : i + m], dtype=self.depth)
-        if lo * self.full_well < 20.0:
-            # exact Poisson where the Gaussian approximation is poor (very dark pixels)
-            low = np.flatnonzero(flat * np.float32(self.full_well) < 20.0)
-            lam = np.clip(flat[low], 0, None).astype(np.float64) * self.full_well
-            e = rng.poisson(lam) + rng.normal(0.0, self.camera.read_noise_e, lam.shape)
-            dn = np.clip(e * (self.levels / self.full_well), 0.0, self.levels)
-            out[low] = np.rint(dn).astype(out.dtype)
-        if self.camera.bit_depth == 12:
-            np.minimum(out, 4095, out=out)  # saturate at the 12-bit top, then MSB-align
-            out <<= 4
-
-
-def add_camera_noise(intensity: np.ndarray, camera: Camera, rng: np.random.Generator) -> np.ndarray:
-    """Turn relative intensity (1.0 = top of the digital range) into a noisy quantised camera image.
-
-    Noise model, in electrons ``e = I·full_well``: shot noise is Poisson, ``Poisson(e)``, plus Gaussian read noise
-    ``N(0, read_noise²)``. Where the mean exceeds 20 e⁻ (every pixel at the default 10⁶ e⁻ full well) the Poisson
-    draw is replaced by its normal approximation ``N(e, e)`` — same mean and variance, skewness ``e^-1/2`` < 0.23
-    and falling, indistinguishable after quantisation — drawn as in :func:`standard_normal_fast` and applied in
-    cache-sized chunks with OpenCV. Darker pixels get exact Poisson draws
-    (``numpy.random.Generator.poisson``). Values are rounded to the nearest level and saturated to the range.
-
-    Returns
-    -------
-    np.ndarray
-        Same shape, ``camera.dtype`` (uint8; uint16 for 12/16-bit, 12-bit MSB-aligned).
-    """
-    inten = np.ascontiguousarray(intensity, dtype=np.float32)
-    if inten.size == 0:
-        return np.zeros(inten.shape, camera.dtype)
-    lo, hi = float(inten.min()), float(inten.max())
-    if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InputError(
-            "add_camera_noise: intensity has NaN or infinite values; expected finite 0..1 values"
-        )
-    out = np.empty(inten.size, camera.dtype)
-    _Noise(camera).apply(inten.reshape(-1), out, rng, lo)
-    return out.reshape(inten.shape)

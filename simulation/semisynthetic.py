@@ -306,12 +306,17 @@ def semisynthetic_stacks(
     per_image: int = 1,
     config: SimConfig | None = None,
     source_pixel_um: float = 0.1,
+    randomize: bool = False,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Write ``per_image`` stacks for every image of a folder; returns (written files, skipped (file, reason)).
 
     Stack ``j`` of image ``i`` (sorted by name) uses seed ``seed + i·per_image + j`` and is named
-    ``semi-<stem>-<j>``. Bad images are logged and skipped; the others are still written.
+    ``semi-<stem>-<j>``. Bad images are logged and skipped; the others are still written. With ``randomize``
+    every stack draws its own optics, camera and stain
+    (:func:`virtualfocus.simulation.randomize.random_semisynthetic_stack`, field size ``config.size``).
     """
+    from .randomize import random_semisynthetic_stack
+
     root = Path(images)
     if not root.is_dir():
         raise InputError(f"--images {root}: not a folder of images")
@@ -326,6 +331,17 @@ def semisynthetic_stacks(
         try:
             img = _read_rgb(f)
             for j in range(per_image):
+                if randomize:
+                    st = random_semisynthetic_stack(
+                        img,
+                        seed + i * per_image + j,
+                        size=(config or SimConfig()).size,
+                        source_pixel_um=source_pixel_um,
+                        name=f"semi-{f.stem}-{j}",
+                        source=str(f),
+                    )
+                    written.append(write_stack(Path(out) / st.name, st))
+                    continue
                 st = semisynthetic_stack(
                     img,
                     seed + i * per_image + j,
@@ -358,6 +374,12 @@ def _parser() -> argparse.ArgumentParser:
         default=0.2,
         help="pixel size of the images in µm (chula-rbc12 ≈ 0.2)",
     )
+    ap.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw optics, camera and stain per stack (partially coherent, phase, noise, JPEG; see "
+        "virtualfocus.simulation.randomize)",
+    )
     return ap
 
 
@@ -377,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
         per_image=args.per_image,
         config=SimConfig(size=args.size),
         source_pixel_um=args.source_pixel_um,
+        randomize=args.randomize,
     )
     print(
         f"wrote {len(written)} stacks to {args.out} in {time.perf_counter() - t0:.1f} s; skipped {len(skipped)}"

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import functools
 import itertools
 import math
@@ -65,7 +66,8 @@ __all__ = [
 ]
 
 # 2: 401-px fields on a 416-px canvas (was 405), real OTFs, new camera-noise stream (same model)
-GENERATOR_VERSION = 2
+# 3: partially coherent optics (weak-object transfer functions), phase layers, debris
+GENERATOR_VERSION = 3
 WBC_TYPES = ("neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil")
 _LOG10 = math.log(10.0)
 # How often each white-cell type is drawn (rarer types over-represented versus blood, for training diversity).
@@ -121,6 +123,12 @@ class SimConfig:
         Relative illumination fall-off at the field corners.
     noise : bool
         Camera noise on (Poisson + read noise) or off (exact rendering, for tests and the sharp references).
+    phase_rad : float
+        Phase delay (radians at the reference wavelength) of the densest cells: cells are phase objects too
+        (thickness × refractive-index difference); each layer's phase follows its mean absorbed fraction. 0 =
+        absorption only.
+    debris : (int, int)
+        Range of the number of small dust/stain-precipitate specks per 401×401 area.
     """
 
     size: int = 401
@@ -142,6 +150,8 @@ class SimConfig:
     focus_map_tiles: int = 8
     vignetting: float = 0.06
     noise: bool = True
+    phase_rad: float = 0.4
+    debris: tuple[int, int] = (0, 4)
 
     def __post_init__(self) -> None:
         if self.size < 16:
@@ -198,6 +208,10 @@ class SmearField:
         Centres of white-cell nuclei in output pixel coordinates.
     info : dict
         Provenance (white-cell types, depths, stain factors) for stack metadata.
+    phase : np.ndarray or None
+        ``(L, P, P)`` float32 phase delay of each layer in radians at the optics' reference wavelength
+        (thickness × refractive-index difference); scaled by ``λ_ref/λ`` per channel and rendered with the phase
+        weak-object transfer function. None: absorption only.
     """
 
     def __init__(
@@ -212,8 +226,14 @@ class SmearField:
         focus_map: np.ndarray | None = None,
         nucleus_centres: list[list[int]] | None = None,
         info: dict[str, Any] | None = None,
+        phase: np.ndarray | None = None,
     ) -> None:
         absorbed = np.asarray(absorbed, dtype=np.float32)
+        if phase is not None:
+            phase = np.asarray(phase, dtype=np.float32)
+            if phase.shape != absorbed.shape[:3]:
+                raise InputError(f"SmearField: phase has shape {phase.shape}; expected {absorbed.shape[:3]}")
+        self.phase = phase
         if absorbed.ndim != 4 or absorbed.shape[-1] != 3 or absorbed.shape[0] != len(depths_um):
             raise InputError(
                 f"SmearField: absorbed has shape {absorbed.shape} for {len(depths_um)} depths; expected (L, P, P, 3)"
@@ -227,6 +247,8 @@ class SmearField:
             raise InputError(f"SmearField: output size {self.size} exceeds canvas {absorbed.shape[1:3]}")
         self.illumination = illumination
         self.focus_map = focus_map
+        #: Offset grid (µm) on which a field with a focus map is rendered and interpolated per pixel.
+        self.focus_map_step_um = 0.1
         self.nucleus_centres = nucleus_centres or []
         self.info = info or {}
         self._spectra: np.ndarray | None = None
@@ -239,12 +261,36 @@ class SmearField:
 
     @property
     def spectra(self) -> np.ndarray:
-        """``(L, 3, P, P//2+1)`` Fourier transforms of the layers (computed once)."""
+        """``(L, 3, P, P//2+1)`` Fourier transforms of the layers (computed once; phase layers after the absorbing
+        ones, see :attr:`layer_depths_um`)."""
         if self._spectra is None:
             from .optics import _rfft2
 
-            self._spectra = _rfft2(np.moveaxis(self.absorbed, -1, 1)).astype(np.complex64, copy=False)
+            self._spectra = _rfft2(np.moveaxis(self._all_layers(), -1, 1)).astype(np.complex64, copy=False)
         return self._spectra
+
+    def _all_layers(self) -> np.ndarray:
+        if self.phase is None:
+            return self.absorbed
+        scale = np.float32(self.optics.reference_wavelength_um) / np.asarray(
+            self.optics.wavelengths_um, np.float32
+        )
+        return np.concatenate([self.absorbed, self.phase[..., None] * scale], axis=0)
+
+    @property
+    def layer_depths_um(self) -> np.ndarray:
+        """Depths of all rendered layers: the absorbing ones, then (if any) the phase ones."""
+        if self.phase is None:
+            return self.depths_um
+        return np.concatenate([self.depths_um, self.depths_um])
+
+    @property
+    def phase_layers(self) -> np.ndarray | None:
+        """``(L_all,)`` bool marking the phase layers for the renderer, or None."""
+        if self.phase is None:
+            return None
+        n = self.depths_um.size
+        return np.arange(2 * n) >= n
 
     @property
     def bands(self) -> list[np.ndarray]:
@@ -253,7 +299,7 @@ class SmearField:
             if self._spectra is not None:
                 self._bands = layer_bands(self._spectra, self.optics, self.canvas_shape)
             else:
-                self._bands = absorbed_bands(self.absorbed, self.optics)
+                self._bands = absorbed_bands(self._all_layers(), self.optics)
         return self._bands
 
     def intensity(
@@ -279,21 +325,25 @@ class SmearField:
                 )
         if self.focus_map is None:
             return self._flat_intensity(offsets, motion, scale)
-        # Spatially varying focus: render on a 0.1 µm grid of offsets covering every pixel's offset and
-        # interpolate linearly per pixel between the two nearest renders.
-        step = 0.1
+        # Spatially varying focus: render on a grid of offsets (step focus_map_step_um) at the nodes that some
+        # pixel of some plane needs, and interpolate linearly per pixel between the two nearest renders.
+        step = float(self.focus_map_step_um)
         fm = self.focus_map.astype(np.float32)
-        lo = float(np.floor((offsets.min() + fm.min()) / step) * step)
-        hi = max(float(np.ceil((offsets.max() + fm.max()) / step) * step), lo + step)
-        grid = np.round(np.arange(lo, hi + step / 2, step), 6)
-        renders = self._flat_intensity(grid, motion, None)
+        lo_i = np.floor((offsets + float(fm.min())) / step).astype(int)
+        hi_i = np.ceil((offsets + float(fm.max())) / step).astype(int)
+        nodes = sorted({int(k) for a, b in zip(lo_i, hi_i, strict=True) for k in range(a, max(b, a + 1) + 1)})
+        index = {k: j for j, k in enumerate(nodes)}
+        renders = self._flat_intensity(np.round(np.array(nodes) * step, 6), motion, None)
         out = np.empty((offsets.size, *self.size, 3), dtype=np.float32)
-        yy, xx = np.indices(self.size)
         for i, o in enumerate(offsets):
-            pos = np.clip((o + fm - lo) / step, 0, len(grid) - 1.000001)
-            i0 = pos.astype(np.int32)
-            w = (pos - i0)[..., None]
-            out[i] = renders[i0, yy, xx] * (1 - w) + renders[i0 + 1, yy, xx] * w
+            pos = np.clip((o + fm) / np.float32(step), lo_i[i], max(hi_i[i], lo_i[i] + 1)).astype(np.float32)
+            acc = out[i]
+            acc.fill(0.0)
+            for k in range(int(lo_i[i]), max(int(hi_i[i]), int(lo_i[i]) + 1) + 1):
+                # hat-function weight of node k at every pixel (two nodes are non-zero at any pixel)
+                wk = np.maximum(np.float32(1.0) - np.abs(pos - np.float32(k)), np.float32(0.0))
+                if wk.any():
+                    acc += renders[index[k]] * wk[..., None]
         if scale is not None:
             out *= scale.astype(np.float32)[:, None, None, None]
         return out
@@ -317,7 +367,7 @@ class SmearField:
         h, w = self.size
         return render_bands(
             self.bands,
-            self.depths_um,
+            self.layer_depths_um,
             offsets,
             self.optics,
             self.canvas_shape,
@@ -325,6 +375,7 @@ class SmearField:
             crop=(h, w),
             transmission=self._transmission(),
             exposure=exposure,
+            phase_layers=self.phase_layers,
         )
 
     def captures(
@@ -362,7 +413,7 @@ class SmearField:
             return add_camera_noise(inten, camera, rng)
         return render_captures(
             self.bands,
-            self.depths_um,
+            self.layer_depths_um,
             offsets,
             self.optics,
             self.canvas_shape,
@@ -372,6 +423,7 @@ class SmearField:
             exposure=scale,
             extra_otf=motion,
             extra_planes=mask,
+            phase_layers=self.phase_layers,
         )
 
     def render_planes(
@@ -576,7 +628,12 @@ def _rbc(
     thick = np.sqrt(s) * (c0 + 7.83 * rho2 - 4.39 * rho2 * rho2) * (radius_um / 3.91)
     edge = _soft_disc_mask(rn * r_px, r_px, 0.8)
     thick = np.maximum(thick, 0.0) * edge
-    tex = 1.0 + 0.04 * _smooth_noise(rng, thick.shape, 5)
+    # haemoglobin is not perfectly even: mottled texture at two scales (about 1.5 µm and 0.5 µm)
+    tex = (
+        1.0
+        + 0.05 * _smooth_noise(rng, thick.shape, 5)
+        + 0.03 * _smooth_noise(rng, thick.shape, max(5, int(2 * half * px / 0.5)))
+    )
     # a thin darker rim: light refracted out of the objective's aperture at the cell's steep edge
     d = (rn - 0.97) * r_px
     rim = 0.6 * np.exp(-0.5 * (d / 1.2) ** 2)
@@ -720,6 +777,17 @@ def _platelet(rng: np.random.Generator, px: float, stain_scale: np.ndarray) -> n
     return _tint(m * tex, np.array((0.32, 0.45, 0.14), np.float32) * stain_scale)
 
 
+def _debris(rng: np.random.Generator, px: float) -> np.ndarray:
+    """A small irregular speck of dust or stain precipitate (grey-brown, 0.3–1.2 µm)."""
+    r = float(rng.uniform(0.3, 1.2)) / px
+    half = math.ceil(r * 1.5) + 2
+    yy, xx, rr = _grid(half)
+    theta = np.arctan2(yy, xx)
+    wob = 1.0 + 0.3 * np.sin(2 * theta + rng.uniform(0, 6.3)) + 0.2 * np.sin(5 * theta + rng.uniform(0, 6.3))
+    m = _soft_disc_mask(rr, max(r * wob.min(), 0.6) * wob / wob.min() * 0.8, 0.8)
+    return _tint(m * float(rng.uniform(0.15, 0.6)), np.array((0.9, 1.0, 1.1), np.float32))
+
+
 _DEPTH_QUANTUM_UM = 0.05
 
 
@@ -796,6 +864,74 @@ def focus_frame(
     return np.round(np.asarray(depths_um) - focus, 6), focus
 
 
+def _place_rbcs(
+    rng: np.random.Generator,
+    canvas: _Canvas,
+    cfg: SimConfig,
+    p: int,
+    rbc_stain: np.ndarray,
+    wbc: tuple[float, float, float],
+) -> list[tuple[float, float, float]]:
+    """Red cells: random sequential placement with limited overlap, avoiding the white cell's core.
+
+    ``wbc`` is the white cell's ``(centre y, centre x, core radius)`` in canvas pixels. Returns ``(y, x, r)``.
+    """
+    px = cfg.optics.pixel_um
+    wcy, wcx, wbc_r = wbc
+    target = float(rng.uniform(*cfg.rbc_coverage)) * p * p
+    covered = 0.0
+    placed: list[tuple[float, float, float]] = []
+    tries = 0
+    pys = np.empty(0)
+    pxs = np.empty(0)
+    prs = np.empty(0)
+    while covered < target and tries < 3000:
+        tries += 1
+        radius_um = min(max(float(rng.normal(3.75, 0.25)), 3.0), 4.6)
+        r_px = radius_um / px
+        cy, cx = rng.uniform(0, p, 2)
+        dwy = (cy - wcy + p / 2) % p - p / 2
+        dwx = (cx - wcx + p / 2) % p - p / 2
+        if math.hypot(dwy, dwx) < (wbc_r + r_px) * 0.9:
+            continue
+        if pys.size:
+            dy = (cy - pys + p / 2) % p - p / 2
+            dx = (cx - pxs + p / 2) % p - p / 2
+            # mostly touching at most, sometimes overlapping (as in a real monolayer's thicker parts)
+            lim = (r_px + prs) * (0.72 if rng.random() < 0.15 else 0.98)
+            if (dy * dy + dx * dx < lim * lim).any():
+                continue
+        od, r_px = _rbc(rng, px, rbc_stain, radius_um)
+        placed.append((cy, cx, r_px))
+        pys, pxs, prs = np.append(pys, cy), np.append(pxs, cx), np.append(prs, r_px)
+        covered += math.pi * r_px * r_px
+        hh = od.shape[0]
+        depth = rng.normal(0.0, cfg.rbc_depth_sd_um)
+        canvas.add(depth, round(cy) - hh // 2, round(cx) - hh // 2, od)
+    return placed
+
+
+def _add_small_objects(
+    rng: np.random.Generator, canvas: _Canvas, cfg: SimConfig, p: int, nuc_scale: np.ndarray
+) -> None:
+    """Platelets, debris specks and the faint plasma stain."""
+    px = cfg.optics.pixel_um
+    for _ in range(int(rng.integers(cfg.platelets[0], cfg.platelets[1] + 1) * (p * p) / (401 * 401))):
+        od = _platelet(rng, px, nuc_scale)
+        hh = od.shape[0]
+        cy, cx = rng.uniform(0, p, 2)
+        canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
+
+    for _ in range(int(rng.integers(cfg.debris[0], cfg.debris[1] + 1) * (p * p) / (401 * 401))):
+        od = _debris(rng, px)
+        hh = od.shape[0]
+        cy, cx = rng.uniform(0, p, 2)
+        canvas.add(rng.normal(0.0, 0.1), int(cy) - hh // 2, int(cx) - hh // 2, od)
+
+    plasma = _tint(0.006 + 0.004 * _smooth_noise(rng, (p, p), 6), np.array((0.5, 1.0, 0.6), np.float32))
+    canvas.add(0.0, 0, 0, plasma)
+
+
 def make_field(
     rng: np.random.Generator, config: SimConfig | None = None, *, size: int | None = None
 ) -> SmearField:
@@ -852,47 +988,8 @@ def make_field(
     wbc_r = wh / 2 * 0.85
     nucleus = [[round(wcy + ncy) % p, round(wcx + ncx) % p]]
 
-    # red cells: random sequential placement with limited overlap, avoiding the white cell's core
-    target = float(rng.uniform(*cfg.rbc_coverage)) * p * p
-    covered = 0.0
-    placed: list[tuple[float, float, float]] = []
-    tries = 0
-    pys = np.empty(0)
-    pxs = np.empty(0)
-    prs = np.empty(0)
-    while covered < target and tries < 3000:
-        tries += 1
-        radius_um = min(max(float(rng.normal(3.75, 0.25)), 3.0), 4.6)
-        r_px = radius_um / px
-        cy, cx = rng.uniform(0, p, 2)
-        dwy = (cy - wcy + p / 2) % p - p / 2
-        dwx = (cx - wcx + p / 2) % p - p / 2
-        if math.hypot(dwy, dwx) < (wbc_r + r_px) * 0.9:
-            continue
-        if pys.size:
-            dy = (cy - pys + p / 2) % p - p / 2
-            dx = (cx - pxs + p / 2) % p - p / 2
-            # mostly touching at most, sometimes overlapping (as in a real monolayer's thicker parts)
-            lim = (r_px + prs) * (0.72 if rng.random() < 0.15 else 0.98)
-            if (dy * dy + dx * dx < lim * lim).any():
-                continue
-        od, r_px = _rbc(rng, px, rbc_stain, radius_um)
-        placed.append((cy, cx, r_px))
-        pys, pxs, prs = np.append(pys, cy), np.append(pxs, cx), np.append(prs, r_px)
-        covered += math.pi * r_px * r_px
-        hh = od.shape[0]
-        depth = rng.normal(0.0, cfg.rbc_depth_sd_um)
-        canvas.add(depth, round(cy) - hh // 2, round(cx) - hh // 2, od)
-
-    for _ in range(int(rng.integers(cfg.platelets[0], cfg.platelets[1] + 1) * (p * p) / (401 * 401))):
-        od = _platelet(rng, px, nuc_scale)
-        hh = od.shape[0]
-        cy, cx = rng.uniform(0, p, 2)
-        canvas.add(rng.normal(0.05, 0.05), int(cy) - hh // 2, int(cx) - hh // 2, od)
-
-    # faint plasma/background stain
-    plasma = _tint(0.006 + 0.004 * _smooth_noise(rng, (p, p), 6), np.array((0.5, 1.0, 0.6), np.float32))
-    canvas.add(0.0, 0, 0, plasma)
+    placed = _place_rbcs(rng, canvas, cfg, p, rbc_stain, (wcy, wcx, wbc_r))
+    _add_small_objects(rng, canvas, cfg, p, nuc_scale)
 
     absorbed, depths = canvas.composite()
     # Offsets are "focal plane − object depth"; shifting depths by the focus position puts best focus at 0.
@@ -930,6 +1027,11 @@ def make_field(
         tiles = cv2.resize(focus_map, (t, t), interpolation=cv2.INTER_AREA)
         info["focus_map_tiles_um"] = np.round(tiles, 4).tolist()
 
+    phase = None
+    if cfg.phase_rad > 0:
+        dens = absorbed.mean(axis=-1)
+        top = max(float(np.percentile(dens.sum(axis=0), 99.5)), 1e-6)
+        phase = dens * np.float32(cfg.phase_rad / top)
     return SmearField(
         absorbed,
         depths_focus,
@@ -940,6 +1042,7 @@ def make_field(
         focus_map=focus_map,
         nucleus_centres=[c for c in nucleus if c[0] < out_size and c[1] < out_size],
         info=info,
+        phase=phase,
     )
 
 
@@ -1127,12 +1230,17 @@ def _pool(workers: int) -> Any:
     return ctx.Pool(workers, initializer=_init_worker)
 
 
-def _worker(args: tuple[int, int, str, SimConfig]) -> tuple[str, float]:
+def _worker(args: tuple[int, int, str, SimConfig, bool]) -> tuple[str, float]:
     from virtualfocus.zstacks.stack import write_stack
 
-    index, seed, out, cfg = args
+    from .randomize import random_stack
+
+    index, seed, out, cfg, randomize = args
     t0 = time.perf_counter()
-    stack = simulate_stack(seed, config=cfg, name=f"sim-{index:06d}")
+    if randomize:  # a new microscope, camera and stain per stack
+        stack = dataclasses.replace(random_stack(seed, size=cfg.size), name=f"rand-{index:06d}")
+    else:
+        stack = simulate_stack(seed, config=cfg, name=f"sim-{index:06d}")
     write_stack(Path(out) / stack.name, stack)
     return stack.name, time.perf_counter() - t0
 
@@ -1155,6 +1263,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     ap.add_argument("--focus-map", type=float, default=0.0, help="per-pixel focus variation, µm peak-to-peak")
     ap.add_argument("--start", type=int, default=0, help="first stack index (to extend a folder; default 0)")
+    ap.add_argument(
+        "--randomize",
+        action="store_true",
+        help="draw objective, pixel size, condenser, aberrations, specimen, stain and camera per stack "
+        "(virtualfocus.simulation.randomize; --bit-depth/--motion/--focus-map are then ignored)",
+    )
     return ap
 
 
@@ -1173,7 +1287,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(i, args.seed + i, str(out), cfg) for i in range(args.start, args.start + args.stacks)]
+    jobs = [
+        (i, args.seed + i, str(out), cfg, bool(args.randomize))
+        for i in range(args.start, args.start + args.stacks)
+    ]
     t0 = time.perf_counter()
     done = 0
     workers = args.workers
