@@ -17,7 +17,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255.0**2 / np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)))
 
 
-def _tilted_field(seed: int, size: int = 160) -> tuple[list[np.ndarray], np.ndarray]:
+def _tilted_field(seed: int, size: int = 360) -> tuple[list[np.ndarray], np.ndarray]:
     captures, truth, _ = tilted_captures(seed, size=size)
     return captures, truth
 
@@ -53,7 +53,7 @@ def test_bad_input_is_one_clear_error(captures, match):
 
 
 def test_cli_fuses_files_and_a_tiff_stack(tmp_path, capsys):
-    captures, truth = _tilted_field(3, size=96)
+    captures, truth = _tilted_field(3)
     files = []
     for k, c in enumerate(captures):
         files.append(str(write_image_atomic(tmp_path / f"z{k}.png", c)))
