@@ -33,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -120,7 +119,7 @@ def _tiff_pages(path: Path) -> int:
 
     try:
         with tifffile.TiffFile(path) as tf:
-            return len(tf.series[0].shape) > 2 and int(tf.series[0].shape[0]) or 1
+            return len(tf.pages)
     except Exception:  # an unreadable TIFF is a field that will fail with a clear message when read
         return 2
 
