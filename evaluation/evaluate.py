@@ -25,6 +25,7 @@ import argparse
 import contextlib
 import logging
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -448,7 +449,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--model", required=True, help="'identity' (the input itself), a shipped name, a model folder or file"
     )
-    ap.add_argument("--data", required=True, help="folder of stacks (*.tif + *.json) or one stack file")
+    ap.add_argument("--data", default=None, help="folder of stacks (*.tif + *.json) or one stack file")
     ap.add_argument("--out", required=True, help="report folder (created)")
     ap.add_argument("--limit", type=int, default=None, help="evaluate at most N stacks (the first N by name)")
     ap.add_argument(
@@ -458,6 +459,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster)")
     ap.add_argument("--restore-all", action="store_true",
                     help="the model alone: restore every capture (no in-focus pass-through by restoration gain)")
+    from .suite import add_arguments
+
+    add_arguments(ap)
     return ap
 
 
@@ -486,6 +490,16 @@ def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``virtualfocus evaluate``."""
     args = _parser().parse_args(argv)
+    if args.suite is not None:
+        if args.data is not None:
+            raise InputError("--suite and --data: give one; the suite chooses its own data (add real stacks "
+                             "with --real)")
+        from . import suite
+
+        return suite.main(args, command="virtualfocus evaluate " + " ".join(argv if argv is not None
+                                                                            else sys.argv[2:]))
+    if args.data is None:
+        raise InputError("give --data DIR (stacks to score) or --suite standard")
     data = Path(args.data)
     if data.is_dir():
         files: list[Path] = sorted(data.glob("*.tif")) + sorted(data.glob("*.tiff"))
