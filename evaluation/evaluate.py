@@ -346,8 +346,8 @@ def evaluate(
     for k in {k for r in rows for k in r.statuses}:
         st = np.full((len(rows), all_levels.size), "", dtype=object)
         for si, r in enumerate(rows):
-            for lv, v in r.statuses.get(k, {}).items():
-                st[si, int(np.searchsorted(all_levels, lv))] = v
+            for lv, status in r.statuses.get(k, {}).items():
+                st[si, int(np.searchsorted(all_levels, lv))] = status
         statuses[k] = st
     success: dict[str, dict[str, M.SuccessTables]] = {}
     for k in methods:

@@ -166,12 +166,41 @@ def _real(src: Path, cache: Path) -> EvalSet:
         from virtualfocus.zstacks.importer import import_stacks
 
         dst = cache / "real" / src.name
+        reused = _imported_before(src, dst)
+        if reused:
+            return _real_set(src, reused, f"imported from raw fields into {dst} (reused)")
         results = import_stacks(src, dst)
         bad = [r.line() for r in results if not r.ok]
         for line in bad:
             log.warning("suite: %s", line)
         stacks = [s for s in iter_stacks(dst, on_error="skip") if s.name in {r.name for r in results if r.ok}]
         how = f"imported from raw fields into {dst}" + (f"; {len(bad)} field(s) failed" if bad else "")
+    return _real_set(src, stacks, how)
+
+
+def _imported_before(src: Path, dst: Path) -> list[ZStack]:
+    """The stacks a previous suite run imported from ``src``, if every one still matches its source files."""
+    import hashlib
+
+    from virtualfocus.zstacks.importer import find_fields
+
+    if not dst.is_dir():
+        return []
+    stacks = list(iter_stacks(dst, on_error="skip"))
+    if len(stacks) != len(find_fields(src)):  # a field added, or one that failed before: import again
+        return []
+    for s in stacks:
+        root = Path(str(s.meta.get("source_path", "")))
+        files = [root / f for f in s.meta.get("files", [])] if root.is_dir() else [root]
+        sums = s.meta.get("files_sha256", [])
+        if (not str(root).startswith(str(src.resolve())) or len(files) != len(sums)
+                or any(not f.is_file() or hashlib.sha256(f.read_bytes()).hexdigest() != h
+                       for f, h in zip(files, sums, strict=True))):
+            return []
+    return stacks
+
+
+def _real_set(src: Path, stacks: list[ZStack], how: str) -> EvalSet:
     if not stacks:
         raise InputError(f"{src}: no real stacks (neither imported stacks nor importable fields)")
     units = {s.meta.get("offset_unit", "um") for s in stacks}

@@ -285,7 +285,7 @@ def _ecc(ref: np.ndarray, mov: np.ndarray, init: np.ndarray, transform: Transfor
     warp = init.copy()
     crit = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 200, 1e-6)
     try:
-        _, warp = cv2.findTransformECC(ref, mov, warp, mode, crit, None, 5)
+        _, warp = cv2.findTransformECC(ref, mov, warp, mode, crit, np.full(ref.shape, 255, np.uint8), 5)
     except cv2.error:
         return None
     h, w = ref.shape
@@ -404,7 +404,7 @@ def residual_shifts(planes: np.ndarray, sharp: int) -> tuple[np.ndarray, np.ndar
         same[i] = _translation(ref, g, win, upsample=100)
         try:
             _, w = cv2.findTransformECC(ref_s, cv2.GaussianBlur(g, (0, 0), 2.0), np.eye(2, 3, dtype=np.float32),
-                                        cv2.MOTION_TRANSLATION, crit, None, 5)
+                                        cv2.MOTION_TRANSLATION, crit, np.full(ref.shape, 255, np.uint8), 5)
             other[i] = [w[1, 2], w[0, 2]]
         except cv2.error:
             other[i] = np.nan
@@ -421,7 +421,8 @@ def _apply(planes: Sequence[np.ndarray], mats: Sequence[np.ndarray], crop: tuple
     for p, m in zip(planes, mats, strict=True):
         x = _warp(p.astype(np.float32), m)[y0 : y0 + h, x0 : x0 + w]
         g, b = _brightness(ref, x) if match and p is not planes[sharp] else ([1.0], [0.0])
-        x = x * np.float32(g if len(g) > 1 else g[0]) + np.float32(b if len(b) > 1 else b[0])
+        gain, off = np.asarray(g, np.float32), np.asarray(b, np.float32)
+        x = x * (gain if x.ndim == 3 else gain[0]) + (off if x.ndim == 3 else off[0])
         out.append(np.clip(x + 0.5, 0, top).astype(planes[0].dtype))
         gains.append([round(v, 5) for v in g])
         offs.append([round(v * 255.0 / top, 4) for v in b])  # offsets on the 0..255 scale
