@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from virtualfocus.edge import metrics as M
 from virtualfocus.edge.errors import InputError
-from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 from virtualfocus.simulation import semisynthetic as S
+from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 from virtualfocus.zstacks.stack import read_stack
 
 CFG = SimConfig(size=128)
