@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 import sys
@@ -487,6 +488,36 @@ def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, 
     return (lambda x: rt.restore(x).image), name, None
 
 
+def level_options(unit: str, top: float) -> dict[str, Any]:
+    """``evaluate`` keywords for stacks in ``unit`` ("um" or "plane") whose levels reach ``±top``: in plane steps
+    the sharp band is the two neighbouring planes and the success intervals are ±1, ±2, ±4, ±6, ±8 planes."""
+    if unit != "plane":
+        return {"sharp_band": M.SHARP_BAND_UM, "intervals": M.DEFAULT_INTERVALS}
+    ks = sorted({k for k in (8, 6, 4, 2, 1) if k <= top} or {1}, reverse=True)
+    return {"sharp_band": (-1.0, 1.0), "intervals": [(-float(k), float(k)) for k in ks],
+            "panel_offsets": tuple(float(v) for v in (-6, -3, 3, 6) if abs(v) <= top) or (-1.0, 1.0)}
+
+
+def _sidecar(f: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(f.with_suffix(".json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}  # a missing or bad sidecar is reported when the stack is read
+
+
+def _offset_unit(files: Sequence[Path]) -> str:
+    units = {_sidecar(f).get("offset_unit", "um") for f in files}
+    if len(units) > 1:
+        raise InputError(f"--data: mixes stacks with offsets in µm and in plane steps ({sorted(units)}); evaluate "
+                         "them separately")
+    return units.pop() if units else "um"
+
+
+def _max_level(f: Path) -> float:
+    off = _sidecar(f).get("offsets_um") or [0.0]
+    return float(max(abs(float(v)) for v in off))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``virtualfocus evaluate``."""
     args = _parser().parse_args(argv)
@@ -538,10 +569,12 @@ def main(argv: list[str] | None = None) -> int:
                     "validation_stacks": [s.name for s in val],
                     "disjoint_from_evaluation": bool(rest),
                 }
+    unit = _offset_unit(files)
+    opts = level_options(unit, max((_max_level(f) for f in files), default=1.0)) if unit == "plane" else {}
     result = evaluate(fn, files, name=name, baselines=baselines, crop=args.crop, ssim=not args.no_ssim,
-                      partner_um=partner_um)
+                      partner_um=partner_um, **opts)
     result.info.update(model=args.model, data=str(data), baselines=base_info,
-                       in_focus_pass_through=not args.restore_all)
+                       in_focus_pass_through=not args.restore_all, offset_unit=unit)
     md = write_report(result, args.out)
     t = result.level_table("input")
     print(f"evaluated {len(result.stacks)} stacks ({len(result.skipped)} skipped) -> {md}")

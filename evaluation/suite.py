@@ -36,11 +36,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from virtualfocus.edge import metrics as M
 from virtualfocus.edge.errors import InputError
 from virtualfocus.zstacks.stack import ZStack, iter_stacks, write_stack
 
-from .evaluate import EvaluationResult, evaluate
+from .evaluate import EvaluationResult, evaluate, level_options
 from .report import atomic_write, write_report
 
 __all__ = ["SUITES", "EvalSet", "SuiteResult", "SuiteSpec", "build_sets", "main", "run_suite",
@@ -278,12 +277,8 @@ def _baselines(ev: EvalSet, fallback: Sequence[ZStack], physics: Any) -> tuple[d
 
 
 def _level_options(ev: EvalSet) -> dict[str, Any]:
-    if ev.unit == "plane":
-        top = int(max(np.max(np.abs(s.offsets_um - s.offsets_um[s.sharp_index])) for s in ev.stacks))
-        ks = sorted({k for k in (8, 6, 4, 2, 1) if k <= top} or {1}, reverse=True)
-        return {"sharp_band": (-1.0, 1.0), "intervals": [(-float(k), float(k)) for k in ks],
-                "panel_offsets": tuple(float(v) for v in (-6, -3, 3, 6) if abs(v) <= top) or (-1.0, 1.0)}
-    return {"sharp_band": M.SHARP_BAND_UM, "intervals": M.DEFAULT_INTERVALS}
+    top = max(float(np.max(np.abs(s.offsets_um - s.offsets_um[s.sharp_index]))) for s in ev.stacks)
+    return level_options(ev.unit, top)
 
 
 def run_suite(model: str, sets: Sequence[EvalSet], *, pass_in_focus: bool = True,

@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from virtualfocus.evaluation.evaluate import evaluate
+from virtualfocus.evaluation.evaluate import evaluate, main
 from virtualfocus.simulation.simulate import SimConfig, simulate_stack
 from virtualfocus.zstacks import importer as I
 from virtualfocus.zstacks.stack import ZStack, iter_stacks, read_stack
@@ -104,6 +104,11 @@ def test_imported_stacks_feed_evaluate(stack: ZStack, tmp_path: Path) -> None:
     stacks = list(iter_stacks(out))
     res = evaluate(lambda x: x, stacks, name="identity", ssim=False, sharp_band=(-1.0, 1.0))
     assert res.stacks == ["one-field"] and 0.0 in res.levels.tolist()
+    # `evaluate --data` scores plane-step stacks per plane step, with success tables in plane steps
+    assert main(["--model", "identity", "--data", str(out), "--out", str(tmp_path / "rep"), "--no-ssim"]) == 0
+    rep = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert rep["info"]["offset_unit"] == "plane" and "-2.0:2.0" in rep["success"]["identity"]["MSE"]["per_interval_pct"]
+    assert "| +1.0 planes |" in (tmp_path / "rep" / "report.md").read_text()
 
 
 def test_z_sidecar_and_multipage_tiff_give_um(stack: ZStack, tmp_path: Path) -> None:
