@@ -333,6 +333,37 @@ def evaluate(
             "evaluate: no stack could be evaluated"
             + (f"; skipped: {'; '.join(f'{n}: {r}' for n, r in skipped)}" if skipped else " (no stacks given)")
         )
+    all_levels, scores, statuses, success = _assemble(rows, list(methods), sharp_band, intervals)
+    return EvaluationResult(
+        levels=all_levels,
+        stacks=names,
+        scores=scores,
+        success=success,
+        skipped=skipped,
+        focus_curves=curves,
+        panels=panels,
+        latency_ms={k: float(np.median(v)) for k, v in lat.items() if v},
+        info={"method": name, "crop": crop, "evaluation_s": round(time.perf_counter() - t_start, 3),
+              "sharp_band": [float(b) for b in sharp_band]},
+        statuses=statuses,
+    )
+
+
+@dataclass
+class _Row:
+    """One stack's scores: ``method -> metric -> level -> value``, runtime statuses and the restored images."""
+
+    levels: np.ndarray
+    scores: dict[str, dict[str, dict[float, float]]]
+    statuses: dict[str, dict[float, str]]
+    outputs: dict[str, list[np.ndarray | None]]
+
+
+def _assemble(rows: Sequence[_Row], methods: Sequence[str], sharp_band: Sequence[float],
+              intervals: Sequence[tuple[float, float]]
+              ) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray],
+                         dict[str, dict[str, M.SuccessTables]]]:
+    """Per-stack rows → (levels, score arrays ``(S, Z)``, status arrays, success tables)."""
     all_levels = np.array(sorted({lv for r in rows for lv in r.scores["input"]["MSE"]}))
     scores: dict[str, dict[str, np.ndarray]] = {}
     for k in ["input", *methods]:
@@ -359,32 +390,10 @@ def evaluate(
                                                  sharp_band=sharp_band, intervals=intervals)
             except InputError as e:  # e.g. stacks without a sharp band: report without success rates
                 log.warning("no success rates for %s/%s: %s", k, m, e)
-    return EvaluationResult(
-        levels=all_levels,
-        stacks=names,
-        scores=scores,
-        success=success,
-        skipped=skipped,
-        focus_curves=curves,
-        panels=panels,
-        latency_ms={k: float(np.median(v)) for k, v in lat.items() if v},
-        info={"method": name, "crop": crop, "evaluation_s": round(time.perf_counter() - t_start, 3),
-              "sharp_band": [float(b) for b in sharp_band]},
-        statuses=statuses,
-    )
+    return all_levels, scores, statuses, success
 
 
-@dataclass
-class _Row:
-    """One stack's scores: ``method -> metric -> level -> value``, runtime statuses and the restored images."""
-
-    levels: np.ndarray
-    scores: dict[str, dict[str, dict[float, float]]]
-    statuses: dict[str, dict[float, str]]
-    outputs: dict[str, list[np.ndarray | None]]
-
-
-def _call(fn: Restore, k: str, x: np.ndarray, stack: ZStack, i: int, partner: np.ndarray | None, paired: bool
+def _call(fn: Restore, x: np.ndarray, stack: ZStack, i: int, partner: np.ndarray | None, paired: bool
           ) -> tuple[Any, bool]:
     """(output, whether the method applies here): two-shot methods need a partner, oracles may decline."""
     if paired:
@@ -413,7 +422,7 @@ def _score_stack(stack: ZStack, methods: Mapping[str, Restore], lat: dict[str, l
             partner = stack.planes[j] if abs(levels[j] - (lv + partner_um)) < 0.05 and j != i else None
         for k, fn in methods.items():
             t0 = time.perf_counter()
-            out, applies = _call(fn, k, x, stack, i, partner, k in pairs)
+            out, applies = _call(fn, x, stack, i, partner, k in pairs)
             if not applies:
                 row.outputs[k].append(None)
                 continue
