@@ -440,12 +440,13 @@ def _score_stack(stack: ZStack, methods: Mapping[str, Restore], lat: dict[str, l
 def _panels(stack: ZStack, levels: np.ndarray, outputs: Mapping[str, list[np.ndarray | None]],
             offsets: Sequence[float]) -> list[dict[str, Any]]:
     panels = []
+    shown = [k for k, o in outputs.items() if any(x is not None for x in o)]  # an oracle may not apply at all
     for off in offsets:
         j = int(np.argmin(np.abs(levels - off)))
-        if abs(levels[j] - off) < 0.05 and all(o[j] is not None for o in outputs.values()):
+        if abs(levels[j] - off) < 0.05 and all(outputs[k][j] is not None for k in shown):
             win = _panel_window(stack)
             panels.append({"stack": stack.name, "offset": float(levels[j]), "input": stack.planes[j][win],
-                           "restored": {k: o[j][win] for k, o in outputs.items()},  # type: ignore[index]
+                           "restored": {k: outputs[k][j][win] for k in shown},  # type: ignore[index]
                            "truth": stack.sharp[win]})
     return panels
 

@@ -45,6 +45,7 @@ def test_suite_report(sets: list[S.EvalSet], tmp_path: Path) -> None:
     names = {p.name for p in (tmp_path / "suite").iterdir()}
     assert {"report.md", "report.json", "psnr_gain_vs_level.png", "simulated", "real-field"} <= names
     assert (tmp_path / "suite" / "real-field" / "report.md").is_file()
+    assert (tmp_path / "suite" / "real-field" / "panel_0.png").is_file()  # panels without the oracle
     data = json.loads((tmp_path / "suite" / "report.json").read_text())
     sim, real = data["sets"]["simulated"], data["sets"]["real:field"]
     assert set(sim["methods"]) == {"vf-quality", "unsharp", "richardson-lucy", "physics-wiener"}
