@@ -24,9 +24,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="report folder (default benchmarks/results/suite-<model>)")
     args, rest = ap.parse_known_args(argv)
     out = args.out or str(ROOT / "benchmarks" / "results" / f"suite-{Path(args.model).name}")
-    from virtualfocus.cli import main as vf
+    from virtualfocus.edge.errors import VirtualFocusError
+    from virtualfocus.evaluation.evaluate import main as evaluate_main
 
-    return vf(["evaluate", "--suite", "standard", "--model", args.model, "--out", out, *rest])
+    try:
+        return evaluate_main(["--suite", "standard", "--model", args.model, "--out", out, *rest])
+    except VirtualFocusError as e:
+        print(f"benchmarks/suite.py: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
