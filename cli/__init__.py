@@ -9,7 +9,9 @@ Thin by design: each subcommand lives with the package that owns it and is impor
     virtualfocus demo [--out DIR]                                        restore a simulated defocus stack
     virtualfocus simulate --out DIR --stacks N --seed S                  simulated z-stacks
     virtualfocus evaluate --model M --data DIR --out REPORT              thesis metrics and report
+    virtualfocus evaluate --suite standard --model M --out DIR           the standard evaluation suite
     virtualfocus semisynth --images DIR --out DIR                        defocus stacks from real sharp fields
+    virtualfocus import-stacks SRC --out DST                             real z-stacks into the stack format
     virtualfocus train VARIANT --data DIR --out RUN                      (train extra)
     virtualfocus compress --teacher RUN --recipe NAME --out RUN          (train extra)
     virtualfocus export RUN --out models/NAME                            (train extra)
@@ -74,6 +76,7 @@ COMMANDS: dict[str, tuple[Callable[[list[str]], int], str]] = {
     "simulate": (_lazy("virtualfocus.simulation.simulate"), "write simulated z-stacks"),
     "evaluate": (_lazy("virtualfocus.evaluation.evaluate"), "evaluate a model on z-stacks (thesis metrics)"),
     "semisynth": (_lazy("virtualfocus.simulation.semisynthetic"), "defocus stacks from real sharp smear images"),
+    "import-stacks": (_lazy("virtualfocus.zstacks.importer", "train"), "import real z-stacks (folders of planes, TIFFs)"),
     "train": (_lazy("virtualfocus.training.cli", "train"), "train a registered model (train extra)"),
     "compress": (_lazy("virtualfocus.compression.cli", "train"), "derive fast variants (train extra)"),
     "export": (_lazy("virtualfocus.export.cli", "train"), "export to ONNX / OpenVINO IR (train extra)"),

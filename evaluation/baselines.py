@@ -11,6 +11,7 @@ All functions take and return images on their natural scale and dtype (uint8, ui
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,9 +21,11 @@ from virtualfocus.edge.errors import InputError
 from virtualfocus.zstacks.stack import ZStack
 
 __all__ = [
+    "PhysicsWiener",
     "TunedBaseline",
     "gaussian_psf",
     "richardson_lucy",
+    "tune_physics",
     "tune_richardson_lucy",
     "tune_unsharp",
     "unsharp_mask",
@@ -170,3 +173,90 @@ def tune_richardson_lucy(
         return richardson_lucy(im, k, iterations=it)
 
     return TunedBaseline("richardson-lucy", {"psf_sigma_px": w, "iterations": it}, m, restore)
+
+
+class PhysicsWiener:
+    """Wiener deconvolution with the optics model's own PSF at each plane's true defocus: an oracle, the upper
+    reference for classical methods (a deployed method knows neither the optics nor the defocus).
+
+    For a plane at offset ``d`` from the ground truth, channel ``c`` is filtered with
+    ``H₀ · conj(H_d) / (|H_d|² + nsr)``, where ``H_d`` is the optical transfer function of
+    :func:`virtualfocus.simulation.optics.psf` at ``d`` (the channel's wavelength and chromatic shift) and ``H₀``
+    the in-focus one: the estimate is the in-focus image, not a perfectly sharp one. Only stacks whose
+    ``meta["optics"]`` describes their optics (simulated and semi-synthetic stacks) qualify; elsewhere it returns
+    None and the evaluation leaves the plane unscored for it.
+    """
+
+    needs_stack = True
+
+    def __init__(self, *, nsr: float = 1e-2, kernel: int = 65, name: str = "physics-wiener",
+                 validation_mse: float = float("nan")) -> None:
+        if nsr <= 0:
+            raise InputError(f"PhysicsWiener nsr={nsr}; expected a positive noise-to-signal ratio")
+        self.nsr, self.kernel, self.name, self.validation_mse = float(nsr), int(kernel), name, validation_mse
+        self._otf: dict[tuple[object, ...], np.ndarray] = {}
+
+    @property
+    def params(self) -> dict[str, float]:
+        return {"nsr": self.nsr, "psf": "optics model at the true defocus (oracle)"}  # type: ignore[dict-item]
+
+    def _transfer(self, optics_d: dict[str, object], d: float, c: int, shape: tuple[int, int]) -> np.ndarray:
+        from virtualfocus.simulation.optics import Optics, psf
+
+        key = (json.dumps(optics_d, sort_keys=True), round(d, 4), c, shape)
+        if key not in self._otf:
+            optics = Optics.from_dict(dict(optics_d))
+            lam, shift = optics.wavelengths_um[c], optics.chromatic_shift_um[c]
+            otfs = []
+            for z in (d - shift, -shift):
+                k = psf(optics, z, wavelength_um=lam, size=self.kernel)
+                big = np.zeros(shape, np.float64)
+                big[: self.kernel, : self.kernel] = k
+                big = np.roll(big, (-(self.kernel // 2), -(self.kernel // 2)), axis=(0, 1))
+                otfs.append(np.fft.rfft2(big))
+            h_d, h_0 = otfs
+            if len(self._otf) > 256:
+                self._otf.clear()
+            self._otf[key] = (h_0 * np.conj(h_d) / (np.abs(h_d) ** 2 + self.nsr)).astype(np.complex64)
+        return self._otf[key]
+
+    def __call__(self, img: np.ndarray, stack: ZStack, index: int) -> np.ndarray | None:
+        optics = stack.meta.get("optics")
+        if not isinstance(optics, dict) or stack.meta.get("offset_unit") == "plane":
+            return None
+        d = float(stack.offsets_um[index] - stack.offsets_um[stack.sharp_index])
+        x, top = _to_float(img)
+        pad = self.kernel // 2
+        chans = x[..., None] if x.ndim == 2 else x
+        out = np.empty_like(chans)
+        for c in range(chans.shape[-1]):
+            ch = cv2.copyMakeBorder(chans[..., c], pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+            otf_c = 1 if chans.shape[-1] == 1 else c  # gray: the green channel's optics
+            filt = self._transfer(optics, d, otf_c, ch.shape)
+            est = np.fft.irfft2(np.fft.rfft2(ch) * filt, s=ch.shape)
+            out[..., c] = est[pad:-pad, pad:-pad]
+        return _back(out.reshape(x.shape), np.asarray(img), top)
+
+
+def tune_physics(stacks: Iterable[ZStack], *, nsrs: Sequence[float] = (1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
+                 max_planes: int = 6) -> PhysicsWiener:
+    """Choose the Wiener noise-to-signal ratio of :class:`PhysicsWiener` for the lowest mean MSE on stacks that
+    carry their optics."""
+    from virtualfocus.edge.metrics import mse
+
+    usable = [s for s in stacks if isinstance(s.meta.get("optics"), dict)]
+    if not usable:
+        raise InputError("physics baseline tuning: no stack with meta['optics']; expected simulated stacks")
+    triples = []
+    for s in usable:
+        idx = [i for i in range(len(s)) if i != s.sharp_index]
+        step = max(1, len(idx) // max(1, max_planes))
+        triples += [(s, i) for i in idx[::step][:max_planes]]
+    best: tuple[float, float] | None = None
+    for nsr in nsrs:
+        w = PhysicsWiener(nsr=nsr)
+        m = float(np.mean([mse(s.sharp, w(s.planes[i], s, i)) for s, i in triples]))  # type: ignore[arg-type]
+        if best is None or m < best[0]:
+            best = (m, nsr)
+    assert best is not None
+    return PhysicsWiener(nsr=best[1], validation_mse=best[0])

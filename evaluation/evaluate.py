@@ -26,7 +26,7 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -38,6 +38,8 @@ import numpy as np
 from virtualfocus.edge import metrics as M
 from virtualfocus.edge.errors import InputError, VirtualFocusError
 from virtualfocus.zstacks.stack import ZStack, read_stack
+
+from .report import _fmt, write_report  # write_report is re-exported: the report lives in .report
 
 __all__ = ["EvaluationResult", "evaluate", "main", "write_report"]
 
@@ -70,6 +72,9 @@ class EvaluationResult:
         ``{"stack", "offset", "input", "restored": {method: image}, "truth"}`` examples for the image panels.
     latency_ms : dict
         ``method -> median milliseconds per restored image`` (inference only, not scoring).
+    statuses : dict
+        ``method -> (S, Z)`` array of the runtime's frame status (``"restored"``, ``"in-focus"`` …; ``""`` where
+        missing) for methods that return a frame (an object with ``image`` and ``status``) rather than an image.
     info : dict
         Free-form provenance (model, data folder, baseline parameters, evaluation time).
     """
@@ -83,6 +88,13 @@ class EvaluationResult:
     panels: list[dict[str, Any]] = field(default_factory=list)
     latency_ms: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+    statuses: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def status_counts(self, method: str, status: str = "in-focus") -> np.ndarray:
+        """``(Z,)`` how many stacks' captures at each level ``method`` (a runtime) returned with ``status``."""
+        if method not in self.statuses:
+            return np.zeros(self.levels.size, int)
+        return np.sum(self.statuses[method] == status, axis=0)
 
     @property
     def methods(self) -> list[str]:
@@ -137,6 +149,7 @@ class EvaluationResult:
                 k: {m: [clean(row) for row in v] for m, v in d.items()} for k, d in self.scores.items()
             },
             "latency_ms": {k: round(v, 3) for k, v in self.latency_ms.items()},
+            "statuses": {k: v.tolist() for k, v in self.statuses.items()},
             "focus_curves": self.focus_curves,
             "info": self.info,
         }
@@ -235,13 +248,18 @@ def evaluate(
     sharp_band: Sequence[float] = M.SHARP_BAND_UM,
     partner_um: float | None = None,
     paired: Sequence[str] = (),
+    intervals: Sequence[tuple[float, float]] = M.DEFAULT_INTERVALS,
+    panel_offsets: Sequence[float] = PANEL_OFFSETS_UM,
 ) -> EvaluationResult:
     """Score ``restore_fn`` (and optional baselines) on every plane of every stack.
 
     Parameters
     ----------
     restore_fn : callable
-        ``image -> image`` of the same shape and dtype (e.g. ``lambda x: rt.restore(x).image``).
+        ``image -> image`` of the same shape and dtype (e.g. ``lambda x: rt.restore(x).image``), or ``image ->
+        frame`` (``rt.restore``: an object with ``image`` and ``status``), whose statuses are then recorded. A
+        method with ``needs_stack = True`` (an oracle such as the physics baseline) is called as
+        ``fn(image, stack, plane_index)`` and may return None where it does not apply.
     stacks : iterable of ZStack or paths
         Stacks, or stack files (``.tif`` with JSON sidecar); unreadable or invalid ones are skipped and listed in
         :attr:`EvaluationResult.skipped`, the rest are still evaluated.
@@ -264,6 +282,10 @@ def evaluate(
         score for the model (NaN; left out of its success rates); the input and baselines are scored as usual.
     paired : sequence of str
         Baselines that take the pair too (e.g. the same two-shot model deployed with its in-focus pass-through).
+    intervals : sequence of (low, high)
+        Intervals of the pooled success rates (thesis Table 7.1; in plane steps for plane-step stacks).
+    panel_offsets : sequence of float
+        Focus levels shown in the image panels.
 
     Returns
     -------
@@ -278,7 +300,7 @@ def evaluate(
     if "input" in methods:
         raise InputError("evaluate: 'input' is reserved for the unrestored capture; rename the method")
     skipped: list[tuple[str, str]] = []
-    rows: list[dict[str, dict[str, dict[float, float]]]] = []
+    rows: list[_Row] = []
     names: list[str] = []
     curves: dict[str, dict[str, list[float]]] = {}
     panels: list[dict[str, Any]] = []
@@ -288,40 +310,15 @@ def evaluate(
         try:
             stack = _centre_crop(stack, crop)
             _check_stack(stack)
-            ref = M.reference(stack.sharp)
-            levels = np.round(stack.offsets_um - stack.offsets_um[stack.sharp_index], 1)
-            row: dict[str, dict[str, dict[float, float]]] = {
-                k: {m: {} for m in METRIC_NAMES} for k in ["input", *methods]
-            }
-            outputs: dict[str, list[np.ndarray | None]] = {k: [] for k in methods}
-            for i, x in enumerate(stack.planes):
-                lv = float(levels[i])
-                for m, v in M.score_pair(ref, x, ssim_on=ssim).items():
-                    row["input"][m][lv] = v
-                partner = None
-                if partner_um is not None:
-                    j = int(np.argmin(np.abs(levels - (lv + partner_um))))
-                    partner = stack.planes[j] if abs(levels[j] - (lv + partner_um)) < 0.05 and j != i else None
-                for k, fn in methods.items():
-                    t0 = time.perf_counter()
-                    if partner_um is not None and (k == name or k in paired):
-                        if partner is None:
-                            outputs[k].append(None)
-                            continue
-                        out = fn(x, partner)  # type: ignore[call-arg]
-                    else:
-                        out = fn(x)
-                    lat[k].append((time.perf_counter() - t0) * 1e3)
-                    out = _check_output(out, x, k, stack.name)
-                    outputs[k].append(out)
-                    for m, v in M.score_pair(ref, out, ssim_on=ssim).items():
-                        row[k][m][lv] = v
+            row = _score_stack(stack, methods, lat, ssim=ssim, partner_um=partner_um,
+                               pairs={name, *paired} if partner_um is not None else set())
         except VirtualFocusError as e:
             log.warning("skipping stack %s: %s", stack.name, e)
             skipped.append((stack.name, str(e)))
             continue
         rows.append(row)
         names.append(stack.name)
+        levels, outputs = row.levels, row.outputs
         if len(curves) < curve_stacks:
             curves[stack.name] = {
                 "offsets": [float(v) for v in levels],
@@ -329,48 +326,14 @@ def evaluate(
                 **{k: [M.focus_measure(o) if o is not None else float("nan") for o in outputs[k]] for k in methods},
             }
         if len({p["stack"] for p in panels}) < panel_stacks:
-            for off in PANEL_OFFSETS_UM:
-                j = int(np.argmin(np.abs(levels - off)))
-                if abs(levels[j] - off) < 0.05 and all(outputs[k][j] is not None for k in methods):
-                    win = _panel_window(stack)
-                    panels.append(
-                        {
-                            "stack": stack.name,
-                            "offset": float(levels[j]),
-                            "input": stack.planes[j][win],
-                            "restored": {k: outputs[k][j][win] for k in methods},  # type: ignore[index]
-                            "truth": stack.sharp[win],
-                        }
-                    )
+            panels += _panels(stack, levels, outputs, panel_offsets)
+        row.outputs = {}  # the images are no longer needed: keep memory flat over many stacks
     if not rows:
         raise InputError(
             "evaluate: no stack could be evaluated"
-            + (
-                f"; skipped: {'; '.join(f'{n}: {r}' for n, r in skipped)}"
-                if skipped
-                else " (no stacks given)"
-            )
+            + (f"; skipped: {'; '.join(f'{n}: {r}' for n, r in skipped)}" if skipped else " (no stacks given)")
         )
-    all_levels = np.array(sorted({lv for r in rows for lv in r["input"]["MSE"]}))
-    scores: dict[str, dict[str, np.ndarray]] = {}
-    for k in ["input", *methods]:
-        scores[k] = {}
-        for m in METRIC_NAMES:
-            arr = np.full((len(rows), all_levels.size), np.nan)
-            for si, r in enumerate(rows):
-                for lv, v in r[k][m].items():
-                    arr[si, int(np.searchsorted(all_levels, lv))] = v
-            scores[k][m] = arr
-    success: dict[str, dict[str, M.SuccessTables]] = {}
-    for k in methods:
-        success[k] = {}
-        for m in ("MSE", "FPW"):
-            try:
-                success[k][m] = M.success_tables(
-                    scores["input"][m], scores[k][m], all_levels, metric=m, sharp_band=sharp_band
-                )
-            except InputError as e:  # e.g. stacks without a sharp band: report without success rates
-                log.warning("no success rates for %s/%s: %s", k, m, e)
+    all_levels, scores, statuses, success = _assemble(rows, list(methods), sharp_band, intervals)
     return EvaluationResult(
         levels=all_levels,
         stacks=names,
@@ -380,262 +343,112 @@ def evaluate(
         focus_curves=curves,
         panels=panels,
         latency_ms={k: float(np.median(v)) for k, v in lat.items() if v},
-        info={"method": name, "crop": crop, "evaluation_s": round(time.perf_counter() - t_start, 3)},
+        info={"method": name, "crop": crop, "evaluation_s": round(time.perf_counter() - t_start, 3),
+              "sharp_band": [float(b) for b in sharp_band]},
+        statuses=statuses,
     )
 
 
-# ---------------------------------------------------------------------------------------------------- report
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+@dataclass
+class _Row:
+    """One stack's scores: ``method -> metric -> level -> value``, runtime statuses and the restored images."""
+
+    levels: np.ndarray
+    scores: dict[str, dict[str, dict[float, float]]]
+    statuses: dict[str, dict[float, str]]
+    outputs: dict[str, list[np.ndarray | None]]
 
 
-def _fmt(m: str, v: float) -> str:
-    if not np.isfinite(v):
-        return "–"
-    if m == "SSIM":
-        return f"{v:.6f}"
-    if m == "FR":
-        return f"{v:.4f}"
-    if m == "FPW":
-        return f"{v:.4g}" if abs(v) < 1000 else f"{v:.0f}"
-    return f"{v:.4g}"
+def _assemble(rows: Sequence[_Row], methods: Sequence[str], sharp_band: Sequence[float],
+              intervals: Sequence[tuple[float, float]]
+              ) -> tuple[np.ndarray, dict[str, dict[str, np.ndarray]], dict[str, np.ndarray],
+                         dict[str, dict[str, M.SuccessTables]]]:
+    """Per-stack rows → (levels, score arrays ``(S, Z)``, status arrays, success tables)."""
+    all_levels = np.array(sorted({lv for r in rows for lv in r.scores["input"]["MSE"]}))
+    scores: dict[str, dict[str, np.ndarray]] = {}
+    for k in ["input", *methods]:
+        scores[k] = {}
+        for m in METRIC_NAMES:
+            arr = np.full((len(rows), all_levels.size), np.nan)
+            for si, r in enumerate(rows):
+                for lv, v in r.scores[k][m].items():
+                    arr[si, int(np.searchsorted(all_levels, lv))] = v
+            scores[k][m] = arr
+    statuses: dict[str, np.ndarray] = {}
+    for k in {k for r in rows for k in r.statuses}:
+        st = np.full((len(rows), all_levels.size), "", dtype=object)
+        for si, r in enumerate(rows):
+            for lv, status in r.statuses.get(k, {}).items():
+                st[si, int(np.searchsorted(all_levels, lv))] = status
+        statuses[k] = st
+    success: dict[str, dict[str, M.SuccessTables]] = {}
+    for k in methods:
+        success[k] = {}
+        for m in ("MSE", "FPW"):
+            try:
+                success[k][m] = M.success_tables(scores["input"][m], scores[k][m], all_levels, metric=m,
+                                                 sharp_band=sharp_band, intervals=intervals)
+            except InputError as e:  # e.g. stacks without a sharp band: report without success rates
+                log.warning("no success rates for %s/%s: %s", k, m, e)
+    return all_levels, scores, statuses, success
 
 
-def _level_table_md(result: EvaluationResult, method: str) -> list[str]:
-    t = result.level_table(method)
-    means = result.mean_scores(method)
-    lines = [
-        "| focus level | " + " | ".join(METRIC_NAMES) + " | n |",
-        "|---|" + "---|" * (len(METRIC_NAMES) + 1),
-    ]
-    counts = np.sum(~np.isnan(result.scores[method]["MSE"]), axis=0)
-    for j, lv in enumerate(result.levels):
-        cells = [_fmt(m, float(t[m][j])) for m in METRIC_NAMES]
-        lines.append(f"| {lv:+.1f} µm | " + " | ".join(cells) + f" | {int(counts[j])} |")
-    lines.append("| **Mean** | " + " | ".join(_fmt(m, means[m]) for m in METRIC_NAMES) + " | |")
-    return lines
+def _call(fn: Restore, x: np.ndarray, stack: ZStack, i: int, partner: np.ndarray | None, paired: bool
+          ) -> tuple[Any, bool]:
+    """(output, whether the method applies here): two-shot methods need a partner, oracles may decline."""
+    if paired:
+        if partner is None:
+            return None, False
+        return fn(x, partner), True  # type: ignore[call-arg]
+    if getattr(fn, "needs_stack", False):  # an oracle: told the stack and the plane (e.g. the true defocus)
+        out = fn(x, stack, i)  # type: ignore[call-arg]
+        return out, out is not None
+    return fn(x), True
 
 
-def _pass_through_note(flag: Any) -> str:
-    if flag is True:
-        return (" The runtime returned captures its model barely sharpens untouched (in-focus pass-through; "
-                "`--restore-all` scores the model alone).")
-    if flag is False:
-        return " Every capture was restored (`--restore-all`: the model alone)."
-    return ""
+def _score_stack(stack: ZStack, methods: Mapping[str, Restore], lat: dict[str, list[float]], *, ssim: bool,
+                 partner_um: float | None, pairs: set[str]) -> _Row:
+    ref = M.reference(stack.sharp)
+    levels = np.round(stack.offsets_um - stack.offsets_um[stack.sharp_index], 1)
+    row = _Row(levels, {k: {m: {} for m in METRIC_NAMES} for k in ["input", *methods]}, {},
+               {k: [] for k in methods})
+    for i, x in enumerate(stack.planes):
+        lv = float(levels[i])
+        for m, v in M.score_pair(ref, x, ssim_on=ssim).items():
+            row.scores["input"][m][lv] = v
+        partner = None
+        if partner_um is not None:
+            j = int(np.argmin(np.abs(levels - (lv + partner_um))))
+            partner = stack.planes[j] if abs(levels[j] - (lv + partner_um)) < 0.05 and j != i else None
+        for k, fn in methods.items():
+            t0 = time.perf_counter()
+            out, applies = _call(fn, x, stack, i, partner, k in pairs)
+            if not applies:
+                row.outputs[k].append(None)
+                continue
+            lat[k].append((time.perf_counter() - t0) * 1e3)
+            if hasattr(out, "image") and hasattr(out, "status"):  # a runtime's frame: keep what it did
+                row.statuses.setdefault(k, {})[lv] = str(getattr(out.status, "value", out.status))
+                out = out.image
+            out = _check_output(out, x, k, stack.name)
+            row.outputs[k].append(out)
+            for m, v in M.score_pair(ref, out, ssim_on=ssim).items():
+                row.scores[k][m][lv] = v
+    return row
 
 
-def _markdown(result: EvaluationResult, plots: Mapping[str, str], plot_error: str | None) -> str:
-    info = result.info
-    out = [f"# Evaluation: {info.get('method', 'model')}", ""]
-    out.append(
-        f"{len(result.stacks)} stacks evaluated"
-        + (f" from `{info['data']}`" if info.get("data") else "")
-        + (f", crop {info['crop']}×{info['crop']}" if info.get("crop") else ", whole planes")
-        + f"; {len(result.skipped)} skipped. Evaluation took {info.get('evaluation_s', 0):.1f} s"
-        + " (inference included)."
-        + _pass_through_note(info.get("in_focus_pass_through"))
-    )
-    out.append("")
-    if result.skipped:
-        out += ["## Skipped stacks", ""]
-        out += [f"- `{n}`: {r}" for n, r in result.skipped]
-        out.append("")
-    out += [
-        "## Mean scores (thesis Table 6.2)",
-        "",
-        "| method | " + " | ".join(METRIC_NAMES) + " | ms/image |",
-        "|---|" + "---|" * (len(METRIC_NAMES) + 1),
-    ]
-    for k in result.methods:
-        ms = result.mean_scores(k)
-        lat = result.latency_ms.get(k)
-        out.append(
-            f"| {k} | "
-            + " | ".join(_fmt(m, ms[m]) for m in METRIC_NAMES)
-            + f" | {'' if lat is None else f'{lat:.1f}'} |"
-        )
-    out.append("")
-    if "metric_vs_level" in plots:
-        out += [f"![metric vs focus level]({plots['metric_vs_level']})", ""]
-    versus = [k for k in result.methods if k not in ("input", "identity")]
-    if versus:
-        out += ["## Against the input outside the sharp band (−0.2…+0.4 µm)", "",
-                "| method | MSE | FPW |", "|---|---|---|"]
-        for k in versus:
-            lost = result.levels_not_beating_input(k)
-            out.append(f"| {k} | " + " | ".join(
-                "better at every level" if not v else "not better at " + ", ".join(f"{x:+.1f}" for x in v) + " µm"
-                for v in (lost["MSE"], lost["FPW"])) + " |")
-        out.append("")
-    out += ["## Input images per focus level (thesis Table 6.1)", ""]
-    out += _level_table_md(result, "input")
-    out.append("")
-    for k in result.methods:
-        if k == "input" or k == "identity":  # identity's table is the input table
-            continue
-        out += [f"## {k} per focus level", ""]
-        out += _level_table_md(result, k)
-        out.append("")
-    if result.success:
-        intervals = None
-        out += ["## Success rate per interval (thesis Table 7.1)", ""]
-        out.append(
-            "A restored image succeeds when its score is no worse than the worst input of its own stack in the "
-            f"sharp band ({', '.join(f'{b:+.1f}' for b in M.SHARP_BAND_UM)} µm)."
-        )
-        out.append("")
-        for k, d in result.success.items():
-            for m, t in d.items():
-                if intervals is None:
-                    intervals = list(t.per_interval)
-                    out.append("| method | metric | " + " | ".join(intervals) + " |")
-                    out.append("|---|---|" + "---|" * len(intervals))
-                out.append(
-                    f"| {k} | {m} | " + " | ".join(_fmt("MSE", t.per_interval[i]) for i in intervals) + " |"
-                )
-        out.append("")
-        for k, d in result.success.items():
-            for m, t in d.items():
-                lv = [f"{v:+.1f}" for v in t.levels]
-                out += [f"### {k}: matched input level by {m} (appendix A)", ""]
-                out.append(
-                    "Rows: focus level of the restored image; columns: the input level whose score is the tightest "
-                    "upper bound of the restored score (% of stacks); SR: success rate."
-                )
-                out.append("")
-                out.append("| level | " + " | ".join(lv) + " | worse | SR (%) |")
-                out.append("|---|" + "---|" * (len(lv) + 2))
-                for j, row in enumerate(t.match):
-                    cells = ["–" if not np.isfinite(v) else f"{v:.1f}" for v in row]
-                    sr = t.per_level[j]
-                    out.append(
-                        f"| {lv[j]} | "
-                        + " | ".join(cells)
-                        + f" | {'–' if not np.isfinite(sr) else f'{sr:.1f}'} |"
-                    )
-                out.append("")
-    if "focus_curves" in plots:
-        out += ["## Focus curves", "", f"![focus curves]({plots['focus_curves']})", ""]
-    panel_keys = sorted(k for k in plots if k.startswith("panel"))
-    if panel_keys:
-        out += ["## Image panels (input | restored | ground truth)", ""]
-        out += [f"![{k}]({plots[k]})" for k in panel_keys]
-        out.append("")
-    if plot_error:
-        out += ["## Plots", "", f"Plots were not drawn: {plot_error}", ""]
-    if info.get("baselines"):
-        out += ["## Baseline parameters", ""]
-        for k, v in info["baselines"].items():
-            out.append(f"- {k}: {v}")
-        out.append("")
-    return "\n".join(out)
-
-
-def _plots(result: EvaluationResult, out: Path) -> dict[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written: dict[str, str] = {}
-
-    def save(fig: Any, fname: str, key: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".png", dir=out)
-        os.fchmod(fd, 0o644)  # mkstemp creates 0600; outputs are ordinary shared files
-        os.close(fd)
-        try:
-            fig.savefig(tmp, dpi=110, bbox_inches="tight")
-            os.replace(tmp, out / fname)
-        finally:
-            plt.close(fig)
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        written[key] = fname
-
-    styles = ["s-", "o-", "^-", "v-", "d-"]
-    colours = ["tab:blue", "tab:purple", "tab:green", "tab:orange", "tab:red"]
-    fig, axes = plt.subplots(1, 4, figsize=(17, 4))
-    for ax, m in zip(axes, ("MSE", "FPW", "FR", "SSIM"), strict=True):
-        target = {"MSE": 0.0, "FPW": 0.0, "FR": 1.0, "SSIM": 1.0}[m]
-        ax.axhline(target, color="black", lw=1.2, label="target")
-        ax.plot(result.levels, result.level_table("input")[m], "k--", label="input")
-        for i, k in enumerate(k for k in result.methods if k != "input"):
-            ax.plot(
-                result.levels, result.level_table(k)[m], styles[i % 5], color=colours[i % 5], ms=4, label=k
-            )
-        ax.set_xlabel("focus level (µm)")
-        ax.set_title(m)
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle("metric vs focus level (thesis Fig. 6.8)")
-    save(fig, "metric_vs_level.png", "metric_vs_level")
-
-    if result.focus_curves:
-        n = len(result.focus_curves)
-        fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.4), squeeze=False)
-        for ax, (sname, c) in zip(axes[0], result.focus_curves.items(), strict=True):
-            x = c["offsets"]
-            ax.plot(x, c["input"], "k--", label="input")
-            for i, k in enumerate(k for k in c if k not in ("offsets", "input")):
-                ax.plot(x, c[k], styles[i % 5], color=colours[i % 5], ms=3, label=k)
-            ax.set_title(sname, fontsize=9)
-            ax.set_xlabel("focus level (µm)")
-            ax.grid(alpha=0.3)
-        axes[0][0].set_ylabel("focus measure F")
-        axes[0][0].legend(fontsize=8)
-        save(fig, "focus_curves.png", "focus_curves")
-
-    by_stack: dict[str, list[dict[str, Any]]] = {}
-    for p in result.panels:
-        by_stack.setdefault(p["stack"], []).append(p)
-    for si, (sname, items) in enumerate(by_stack.items()):
-        methods = list(items[0]["restored"])
-        cols = 2 + len(methods)
-        fig, axes = plt.subplots(len(items), cols, figsize=(2.6 * cols, 2.6 * len(items)), squeeze=False)
-        for r, p in enumerate(items):
-            ims = [p["input"], *[p["restored"][k] for k in methods], p["truth"]]
-            titles = [f"input {p['offset']:+.1f} µm", *methods, "ground truth"]
-            for col, (im, t) in enumerate(zip(ims, titles, strict=True)):
-                show = M.to_255(im).clip(0, 255).astype(np.uint8)
-                axes[r][col].imshow(show, cmap=None if show.ndim == 3 else "gray")
-                axes[r][col].set_title(t, fontsize=8)
-                axes[r][col].axis("off")
-        fig.suptitle(sname, fontsize=9)
-        save(fig, f"panel_{si}.png", f"panel_{si}")
-    return written
-
-
-def write_report(result: EvaluationResult, out_dir: str | os.PathLike[str]) -> Path:
-    """Write ``report.json``, ``report.md`` and PNG plots into ``out_dir`` (atomically, file by file).
-
-    Plots need matplotlib; without it the report says so and everything else is still written.
-
-    Returns
-    -------
-    Path
-        The Markdown report.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    plot_error = None
-    try:
-        plots = _plots(result, out)
-    except ImportError as e:
-        plots, plot_error = {}, f"matplotlib is not installed ({e}); `pip install matplotlib` for figures"
-    _atomic_write(out / "report.json", json.dumps(result.to_dict(), indent=1).encode())
-    md = out / "report.md"
-    _atomic_write(md, _markdown(result, plots, plot_error).encode())
-    return md
+def _panels(stack: ZStack, levels: np.ndarray, outputs: Mapping[str, list[np.ndarray | None]],
+            offsets: Sequence[float]) -> list[dict[str, Any]]:
+    panels = []
+    shown = [k for k, o in outputs.items() if any(x is not None for x in o)]  # an oracle may not apply at all
+    for off in offsets:
+        j = int(np.argmin(np.abs(levels - off)))
+        if abs(levels[j] - off) < 0.05 and all(outputs[k][j] is not None for k in shown):
+            win = _panel_window(stack)
+            panels.append({"stack": stack.name, "offset": float(levels[j]), "input": stack.planes[j][win],
+                           "restored": {k: outputs[k][j][win] for k in shown},  # type: ignore[index]
+                           "truth": stack.sharp[win]})
+    return panels
 
 
 # ------------------------------------------------------------------------------------------------------- CLI
@@ -647,7 +460,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--model", required=True, help="'identity' (the input itself), a shipped name, a model folder or file"
     )
-    ap.add_argument("--data", required=True, help="folder of stacks (*.tif + *.json) or one stack file")
+    ap.add_argument("--data", default=None, help="folder of stacks (*.tif + *.json) or one stack file")
     ap.add_argument("--out", required=True, help="report folder (created)")
     ap.add_argument("--limit", type=int, default=None, help="evaluate at most N stacks (the first N by name)")
     ap.add_argument(
@@ -657,6 +470,9 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--no-ssim", action="store_true", help="skip SSIM (faster)")
     ap.add_argument("--restore-all", action="store_true",
                     help="the model alone: restore every capture (no in-focus pass-through by restoration gain)")
+    from .suite import add_arguments
+
+    add_arguments(ap)
     return ap
 
 
@@ -682,9 +498,49 @@ def _model_fn(model: str, *, pass_in_focus: bool = True) -> tuple[Restore, str, 
     return (lambda x: rt.restore(x).image), name, None
 
 
+def level_options(unit: str, top: float) -> dict[str, Any]:
+    """``evaluate`` keywords for stacks in ``unit`` ("um" or "plane") whose levels reach ``±top``: in plane steps
+    the sharp band is the two neighbouring planes and the success intervals are ±1, ±2, ±4, ±6, ±8 planes."""
+    if unit != "plane":
+        return {"sharp_band": M.SHARP_BAND_UM, "intervals": M.DEFAULT_INTERVALS}
+    ks = sorted({k for k in (8, 6, 4, 2, 1) if k <= top} or {1}, reverse=True)
+    return {"sharp_band": (-1.0, 1.0), "intervals": [(-float(k), float(k)) for k in ks],
+            "panel_offsets": tuple(float(v) for v in (-6, -3, 3, 6) if abs(v) <= top) or (-1.0, 1.0)}
+
+
+def _sidecar(f: Path) -> dict[str, Any]:
+    try:
+        return dict(json.loads(f.with_suffix(".json").read_text()))
+    except (OSError, ValueError, TypeError):
+        return {}  # a missing or bad sidecar is reported when the stack is read
+
+
+def _offset_unit(files: Sequence[Path]) -> str:
+    units = {_sidecar(f).get("offset_unit", "um") for f in files}
+    if len(units) > 1:
+        raise InputError(f"--data: mixes stacks with offsets in µm and in plane steps ({sorted(units)}); evaluate "
+                         "them separately")
+    return units.pop() if units else "um"
+
+
+def _max_level(f: Path) -> float:
+    off = _sidecar(f).get("offsets_um") or [0.0]
+    return float(max(abs(float(v)) for v in off))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``virtualfocus evaluate``."""
     args = _parser().parse_args(argv)
+    if args.suite is not None:
+        if args.data is not None:
+            raise InputError("--suite and --data: give one; the suite chooses its own data (add real stacks "
+                             "with --real)")
+        from . import suite
+
+        return suite.main(args, command="virtualfocus evaluate " + " ".join(argv if argv is not None
+                                                                            else sys.argv[2:]))
+    if args.data is None:
+        raise InputError("give --data DIR (stacks to score) or --suite standard")
     data = Path(args.data)
     if data.is_dir():
         files: list[Path] = sorted(data.glob("*.tif")) + sorted(data.glob("*.tiff"))
@@ -723,10 +579,12 @@ def main(argv: list[str] | None = None) -> int:
                     "validation_stacks": [s.name for s in val],
                     "disjoint_from_evaluation": bool(rest),
                 }
+    unit = _offset_unit(files)
+    opts = level_options(unit, max((_max_level(f) for f in files), default=1.0)) if unit == "plane" else {}
     result = evaluate(fn, files, name=name, baselines=baselines, crop=args.crop, ssim=not args.no_ssim,
-                      partner_um=partner_um)
+                      partner_um=partner_um, **opts)
     result.info.update(model=args.model, data=str(data), baselines=base_info,
-                       in_focus_pass_through=not args.restore_all)
+                       in_focus_pass_through=not args.restore_all, offset_unit=unit)
     md = write_report(result, args.out)
     t = result.level_table("input")
     print(f"evaluated {len(result.stacks)} stacks ({len(result.skipped)} skipped) -> {md}")

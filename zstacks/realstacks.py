@@ -37,7 +37,9 @@ __all__ = [
     "load_stack",
     "load_stacks",
     "nucleus_centre",
+    "plane_order",
     "random_crop_pair",
+    "read_image",
     "recentre",
 ]
 
@@ -47,7 +49,14 @@ _OFFSET_RE = re.compile(r"(?:z|dz|offset|focus)?[_=]?([+-]?\d+(?:\.\d+)?)\s*(?:u
 
 
 # ----------------------------------------------------------------------------------------------------- loading
-def _read_image(path: Path) -> np.ndarray:
+def read_image(path: Path) -> np.ndarray:
+    """One plane image as gray ``(H, W)`` or RGB ``(H, W, 3)`` in its own dtype (alpha dropped).
+
+    Raises
+    ------
+    InputError
+        Naming the file, when OpenCV cannot decode it or it is empty.
+    """
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise InputError(f"{path}: unreadable image; expected an 8/16-bit gray or RGB PNG, JPEG, TIFF or BMP")
@@ -58,6 +67,41 @@ def _read_image(path: Path) -> np.ndarray:
             img = img[..., :3]
         img = np.ascontiguousarray(img[..., ::-1])  # OpenCV reads BGR
     return img
+
+
+_read_image = read_image
+_NUMBER_RE = re.compile(r"\d+")
+
+
+def plane_order(names: Sequence[str]) -> tuple[list[int], np.ndarray | None, str]:
+    """Order plane files by focus: ``(indices in plane order, z in µm or None, how the order was found)``.
+
+    Every name holding an offset in µm (``z-0.4um.png``) gives z; otherwise the plane number that varies between
+    the names (``plane_2`` before ``plane_10``, ``field3_z07`` by its ``07``).
+
+    Raises
+    ------
+    InputError
+        When the names hold no plane number that tells the planes apart.
+    """
+    offsets = _offsets_from_names(names)
+    if offsets is not None and len(set(offsets.tolist())) == len(names):
+        order = [int(i) for i in np.argsort(offsets, kind="stable")]
+        return order, offsets[order], "µm offsets in the file names"
+    stems = [Path(n).stem for n in names]
+    tokens = [[int(t) for t in _NUMBER_RE.findall(s)] for s in stems]
+    if len(names) > 1 and len({len(t) for t in tokens}) == 1 and tokens[0]:
+        cols = np.array(tokens)
+        varying = [c for c in range(cols.shape[1]) if len(set(cols[:, c].tolist())) > 1]
+        if varying and len(set(cols[:, varying[-1]].tolist())) == len(names):
+            order = [int(i) for i in np.argsort(cols[:, varying[-1]], kind="stable")]
+            return order, None, "plane numbers in the file names"
+    if len(names) <= 1:
+        return list(range(len(names))), None, "single plane"
+    raise InputError(
+        f"cannot tell the plane order from the file names ({', '.join(list(names)[:3])}, …): number the planes "
+        "in the names (plane_01.png, plane_02.png …) or list z in µm in z.csv ('file,z_um' lines)"
+    )
 
 
 def _check_planes(planes: list[np.ndarray], source: Path) -> np.ndarray:
@@ -123,10 +167,11 @@ def load_stack(path: str | os.PathLike[str], *, step_um: float = 0.2, name: str 
         files = sorted(
             f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
         )
-        offsets = _offsets_from_names([f.name for f in files])
-        if offsets is not None:  # planes in focus order, whatever the names sort as
-            order = np.argsort(offsets, kind="stable")
-            files, offsets = [files[i] for i in order], offsets[order]
+        try:  # planes in focus order, whatever the names sort as
+            order, offsets, _how = plane_order([f.name for f in files])
+            files = [files[i] for i in order]
+        except InputError:  # no plane numbers: file-name order
+            offsets = None
         planes = [_read_image(f) for f in files]
         arr = _check_planes(planes, p)
         meta: dict[str, object] = {"source": str(p), "files": [f.name for f in files]}

@@ -10,8 +10,10 @@ same stem holding the offsets and provenance::
       sim-000000.tif      # Z pages, H×W×3 uint8
       sim-000000.json     # {"offsets_um": [...], "sharp_index": 8, "bit_depth": 8, "source": "simulated", ...}
 
-Real stacks without a sidecar (a folder of images, or a TIFF alone) are read by the loaders in
-``virtualfocus.training`` which pick the ground truth by focus measure.
+Real stacks without a sidecar (a folder of images, or a TIFF alone) are brought into this format by
+``virtualfocus import-stacks`` (:mod:`virtualfocus.zstacks.importer`), which picks the ground truth by focus
+measure, registers and brightness-matches the planes. Imported stacks whose z step is unknown hold plane steps in
+``offsets_um`` and say so with ``"offset_unit": "plane"`` in the sidecar.
 """
 
 from __future__ import annotations
