@@ -225,12 +225,3 @@ def crop_boxes(height: int, width: int, crop: int, *, crops: int = 5) -> list[tu
             out.append((top, left))
     return out
 
-
-def __getattr__(name: str) -> Any:
-    # DefocusClassifier runs a model (backends, model folders); it lives in .classifier so that this module, which
-    # manifests and frames import, depends on nothing but numpy. Still importable from here, as it always was.
-    if name == "DefocusClassifier":
-        from .classifier import DefocusClassifier
-
-        return DefocusClassifier
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -26,7 +26,7 @@ A model folder (``models/<name>/``) holds the model files and a ``manifest.json`
 Unknown keys are rejected on load (a typo must not silently change behaviour), and every listed file's sha256 is
 verified before a backend ever parses it. ``task`` and ``classes_um`` are optional (manifests written before they
 existed load as restoring models): a ``"defocus"`` model maps a ``1×3×S×S`` crop (``input.static_size``) to one
-logit per entry of ``classes_um`` (see :class:`~virtualfocus.edge.defocus.DefocusClassifier`).
+logit per entry of ``classes_um`` (see :class:`~virtualfocus.edge.classifier.DefocusClassifier`).
 """
 
 from __future__ import annotations

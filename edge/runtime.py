@@ -207,7 +207,7 @@ class FocusRuntime:
         Frames whose focus measure F (thesis definition, 0..255 scale) is at least this are returned untouched.
     defocus_estimator : DefocusEstimator, optional
         Estimates every restored (and in-focus) capture's defocus to flag those outside the restoring model's
-        trusted range: a :class:`~virtualfocus.edge.defocus.DefocusClassifier` (signed) or any object with
+        trusted range: a :class:`~virtualfocus.edge.classifier.DefocusClassifier` (signed) or any object with
         ``estimate(image, key=...) -> DefocusEstimate`` (e.g. the focus-measure estimator: a magnitude, compared
         with the nearer bound of the range). None: frames carry ``trusted=None``.
     """
@@ -331,7 +331,7 @@ class FocusRuntime:
             −0.8…+0.8 µm). ``"auto"`` (default): the shipped estimator (``shipped.json`` ``"defocus_estimator"``)
             if there is one, else none (a shipped one that cannot be loaded is logged and skipped). None or False:
             none. A path or shipped name: that focus-distance classifier folder
-            (:class:`~virtualfocus.edge.defocus.DefocusClassifier`; errors raise). An object with
+            (:class:`~virtualfocus.edge.classifier.DefocusClassifier`; errors raise). An object with
             ``estimate(image, key=...)``: used as given. Its cost is part of every frame's latency.
         in_focus_band_um : "auto", None or (low, high)
             Captures the (signed) estimator places inside this band are returned untouched as ``in-focus``.

@@ -6,7 +6,7 @@ Folder layout (written into a temp folder, renamed into place only when complete
     model.xml/.bin    OpenVINO IR of the same graph, FP32 weights
     manifest.json     task "defocus", classes_um (the K signed class centres, µm), input.static_size [S, S]
 
-The edge runs it through :class:`~virtualfocus.edge.defocus.DefocusClassifier` (a few fixed crops per capture,
+The edge runs it through :class:`~virtualfocus.edge.classifier.DefocusClassifier` (a few fixed crops per capture,
 probabilities averaged, estimate = probability-weighted mean of ``classes_um``). The manifest records parity of
 the logits (torch vs ONNX Runtime vs OpenVINO f32; OpenVINO's default bf16 reported), latency per crop and per
 whole estimate, and the estimate's accuracy and mean absolute error on held-out simulated stacks, measured with the
@@ -72,7 +72,7 @@ def validate_defocus_classifier(folder: str | os.PathLike[str], stacks: Sequence
     offset|), ``bias_um`` (mean estimate − offset), ``within_0.2_um`` (fraction within 0.2 µm), ``sign_accuracy``
     (sign of the estimate right, for planes at least one class step from focus), ``mae_um_by_offset`` and ``n``.
     """
-    from virtualfocus.edge.defocus import DefocusClassifier
+    from virtualfocus.edge.classifier import DefocusClassifier
     from virtualfocus.edge.preprocess import to_unit
 
     est = DefocusClassifier.load(folder, backend=backend, precision=precision, crops=crops)
@@ -277,7 +277,7 @@ def _measure_through_edge(manifest: Manifest, tmp: Path, stacks: Sequence[Any], 
                           crops: int, threads: int | None, latency_runs: int) -> None:
     """Accuracy on the validation stacks and whole-estimate latency, measured with the edge estimator on the
     files being shipped; written into ``manifest`` and saved."""
-    from virtualfocus.edge.defocus import DefocusClassifier
+    from virtualfocus.edge.classifier import DefocusClassifier
 
     quality: dict[str, Any] = {"validation": {**validation.describe(), "crops": crops},
                                "metrics": "virtualfocus.export.classifier.validate_defocus_classifier"}

@@ -153,10 +153,11 @@ def _make_widget(viewer: Any) -> Any:
     def start() -> None:
         from napari.qt.threading import create_worker
 
-        layer = viewer.layers.get(layer_box.currentText(), None)
+        name = layer_box.currentText()
+        layer: Any = viewer.layers[name] if name in viewer.layers else None  # noqa: SIM401 (LayerList has no .get)
         why = _check_layer(layer)
-        if why is not None:
-            status.setText(why)
+        if why is not None or layer is None:
+            status.setText(why or "Select an image layer to restore.")
             return
         model = model_box.currentText() or None
         data, rgb = np.asarray(layer.data), bool(layer.rgb)

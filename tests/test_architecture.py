@@ -191,13 +191,8 @@ def _edge_cycles() -> list[list[str]]:
     return cycles
 
 
-def test_no_import_cycle_among_edge_modules(request: pytest.FixtureRequest) -> None:
+def test_no_import_cycle_among_edge_modules() -> None:
     cycles = _edge_cycles()
-    known = ("edge.defocus", "edge.models", "edge.manifest")
-    if cycles and all(any(k in " ".join(c) for k in known) for c in cycles):
-        request.applymarker(pytest.mark.xfail(
-            reason="edge's known cycle defocus → models → manifest → defocus (lazy import) is being removed by "
-                   "the edge engineer", strict=False))
     assert not cycles, "import cycles among edge modules:\n" + "\n".join(" → ".join(c) for c in cycles)
 
 

@@ -18,7 +18,7 @@ estimate ``d = w² · ln(F(z0-Δ) / F(z0+Δ)) / (2Δ)`` of the defocus of ``z0``
 ``w`` defaults to a value measured on the project's simulator (100×/1.25 oil optics); :meth:`calibrate` fits it
 from a z-stack of the instrument's own captures.
 
-Any object with the :class:`DefocusEstimator` methods can replace it. :class:`~virtualfocus.edge.defocus.DefocusClassifier`
+Any object with the :class:`DefocusEstimator` methods can replace it. :class:`~virtualfocus.edge.classifier.DefocusClassifier`
 (the thesis's focus-distance classifier, exported to a model folder) gives a *signed* estimate from a single
 capture; :meth:`DriftMonitor.for_runtime` uses the runtime's classifier when it has one.
 """
