@@ -348,8 +348,8 @@ def nucleus_centre(img: np.ndarray) -> tuple[int, int] | None:
         od_r = -np.log10(np.clip(r / bg[0], 1e-3, 1))
         od_g = -np.log10(np.clip(g / bg[1], 1e-3, 1))
         dark = (od_r > 0.2) & (od_g > 0.3)
-    dark = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    n, _labels, stats, cents = cv2.connectedComponentsWithStats(dark, connectivity=8)
+    opened = cv2.morphologyEx(dark.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    n, _labels, stats, cents = cv2.connectedComponentsWithStats(opened, connectivity=8)
     if n <= 1:
         return None
     k = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
