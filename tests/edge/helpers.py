@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from virtualfocus.edge.backends import BackendKind
 from virtualfocus.edge.manifest import InputContract, Manifest
 
@@ -165,3 +166,16 @@ def export_tiny_defocus(folder: Path, *, seed: int = 0, favour: int | None = Non
                               classes_um=spec.offsets_um, crop=TINY_DEFOCUS_CROP, spec=spec, trained=False,
                               validation=ValidationSet(stacks=1, size=96), latency_runs=2, threads=1)
     return folder
+
+
+def use_shipped_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A models folder holding one untrained identity model ``name`` as the shipped default and only rung, made
+    the runtime's ``VIRTUALFOCUS_MODELS``; returns the folder."""
+    import json
+
+    root = tmp_path / "models"
+    make_model_folder(root / name, name=name, trained=False)
+    (root / "shipped.json").write_text(json.dumps({"format": "virtualfocus-shipped/1", "default": name,
+                                                   "ladder": [name]}))
+    monkeypatch.setenv("VIRTUALFOCUS_MODELS", str(root))
+    return root

@@ -19,17 +19,12 @@ from virtualfocus.edge.batch import discover, read_tiff
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.imageio import write_image_atomic
 
-from tests.edge.helpers import make_model_folder
+from tests.edge.helpers import use_shipped_models
 
 
 @pytest.fixture
 def shipped_root(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    make_model_folder(root / "ident", name="ident", trained=False)
-    (root / "shipped.json").write_text(json.dumps({"format": "virtualfocus-shipped/1", "default": "ident",
-                                                   "ladder": ["ident"]}))
-    monkeypatch.setenv("VIRTUALFOCUS_MODELS", str(root))
-    return root
+    return use_shipped_models(tmp_path, monkeypatch, "ident")
 
 
 def _planes_differ(a: np.ndarray) -> None:

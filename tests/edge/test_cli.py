@@ -11,17 +11,12 @@ from virtualfocus.cli import main
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.imageio import read_image, write_image_atomic
 
-from tests.edge.helpers import make_model_folder
+from tests.edge.helpers import use_shipped_models
 
 
 @pytest.fixture
 def shipped_root(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    make_model_folder(root / "fast", name="fast", trained=False)
-    (root / "shipped.json").write_text(json.dumps({"format": "virtualfocus-shipped/1", "default": "fast",
-                                                   "ladder": ["fast"]}))
-    monkeypatch.setenv("VIRTUALFOCUS_MODELS", str(root))
-    return root
+    return use_shipped_models(tmp_path, monkeypatch, "fast")
 
 
 def _inputs(folder):

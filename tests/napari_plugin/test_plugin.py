@@ -4,7 +4,6 @@ offsets on the z axis; the core install never imports Qt."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
@@ -18,19 +17,14 @@ from virtualfocus.napari_plugin import get_reader, read_stack_layer, restore_pla
 from virtualfocus.napari_plugin._widget import _make_widget  # noqa: E402
 from virtualfocus.zstacks.stack import write_stack  # noqa: E402
 
-from tests.edge.helpers import make_model_folder  # noqa: E402
+from tests.edge.helpers import use_shipped_models  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
 
 
 @pytest.fixture
 def shipped_root(tmp_path, monkeypatch):
-    root = tmp_path / "models"
-    make_model_folder(root / "ident", name="ident", trained=False)
-    (root / "shipped.json").write_text(json.dumps({"format": "virtualfocus-shipped/1", "default": "ident",
-                                                   "ladder": ["ident"]}))
-    monkeypatch.setenv("VIRTUALFOCUS_MODELS", str(root))
-    return root
+    return use_shipped_models(tmp_path, monkeypatch, "ident")
 
 
 def _wait_done(qtbot, widget):
