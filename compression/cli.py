@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stats-size", type=int, default=360, help="capture side for GFLOPs/latency (default 360)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads")
+    p.add_argument("--device", default="auto", help="auto (CUDA with bf16 autocast when present, else CPU), cpu or cuda")
+    p.add_argument("--max-minutes", type=float, help="stop distilling after this many minutes (the steps done are recorded)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out")
     p.add_argument("--list", action="store_true", help="list recipes and exit")
     p.add_argument("--quiet", action="store_true")
@@ -69,6 +71,17 @@ def _pool(data: str | None, *, seed: int, crop: int) -> tuple[list[Any], str]:
 
 
 def _student_spec(recipe: DistillRecipe, teacher_spec: Any) -> Any:
+    if recipe.student_model:
+        from virtualfocus.training.registry import get_spec
+
+        try:
+            spec = get_spec(recipe.student_model, **recipe.overrides)
+        except KeyError as e:
+            raise InputError(f"recipe {recipe.name!r}: {e.args[0]}") from None
+        if int(getattr(spec, "inputs", 1)) != int(getattr(teacher_spec, "inputs", 1)):
+            raise InputError(f"recipe {recipe.name!r}: student {spec.name!r} takes {spec.inputs} capture(s), teacher "
+                             f"{teacher_spec.name!r} {teacher_spec.inputs}")
+        return spec
     if not all(hasattr(teacher_spec, k) for k in ("filters", "levels", "kernel")):
         raise InputError(f"recipe {recipe.name!r} reduces a U-Net generator; teacher {teacher_spec.name!r} has no "
                          "filters/levels/kernel (not a pix2pix-style generator)")
@@ -80,8 +93,11 @@ def _student_spec(recipe: DistillRecipe, teacher_spec: Any) -> Any:
 
 def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: str | None = None, seed: int = 0,
              eval_stacks: int = 2, eval_size: int = 256, stats_size: int = 360, overwrite: bool = False,
-             log: Any = None) -> Path:
+             log: Any = None, device: str = "auto", max_minutes: float | None = None) -> Path:
     """Run ``recipe`` on the teacher run and write the student run directory atomically.
+
+    Distillation runs on ``device`` (``"auto"``: CUDA with bf16 autocast when PyTorch sees a GPU), quality and
+    statistics on the CPU; ``max_minutes`` ends distillation early on the wall clock (the steps done are recorded).
 
     Raises
     ------
@@ -97,12 +113,14 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     from virtualfocus.export.quality import default_metrics, evaluate_quality
     from virtualfocus.training.checkpoint import load_run
     from virtualfocus.training.config import RunState, TrainConfig
+    from virtualfocus.training.trainer import resolve_device
 
     from .data import PairSampler
     from .distill import distill
     from .prune import count_stats, prune_generator
 
     say = log or (lambda _m: None)
+    dev = resolve_device(device)
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists; pass --overwrite to replace it")
@@ -133,7 +151,8 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         return {k: q[k] for k in ("psnr", "ssim", "fr", "fpw", "success_mse", "success_fpw")}
 
     kw = {"lr": recipe.lr, "lambda_teacher": recipe.lambda_teacher, "lambda_gt": recipe.lambda_gt,
-          "lambda_feature": recipe.lambda_feature, "log": say, "log_every": max(1, recipe.steps // 10)}
+          "lambda_feature": recipe.lambda_feature, "log": say, "log_every": min(500, max(1, recipe.steps // 10)),
+          "device": dev, "max_seconds": None if max_minutes is None else 60.0 * max_minutes}
     losses: list[Any] = []
     t0 = time.time()
     s_pad = padded_size(stats_size, int(student.pad_multiple))
@@ -162,7 +181,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         params, gflops = count_stats(student, stats_x)
         before = {"step": 0, "params": params, "gflops": round(gflops, 4), "quality": quality(student)}
         losses = distill(student, t_net, sampler, steps=recipe.steps, **kw) if recipe.steps else []
-        report = [before, {"step": recipe.steps, "params": params, "gflops": round(gflops, 4),
+        report = [before, {"step": len(losses), "params": params, "gflops": round(gflops, 4),
                            "quality": quality(student),
                            "finetune_loss": losses[-1].total if losses else None}]
     t_pad = padded_size(stats_size, int(t_net.pad_multiple))
@@ -178,8 +197,9 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
         "seconds": round(time.time() - t0, 1),
         "created": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    steps = recipe.steps
+    steps = len(losses)
     summary["crop"] = crop
+    summary["device"] = str(dev)
     cfg = TrainConfig(model=s_spec.name, data=(data_desc,), device="cpu", steps=steps, batch_size=recipe.batch_size,
                       crop=crop, seed=seed, val_every=0, amp=False, progress=False)
     payload = {"models": {"model": student.state_dict()}, "step": steps, "pruned": pruned, "recipe": recipe.name}
@@ -251,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             torch.set_num_threads(args.threads)
         log = None if args.quiet else (lambda m: print(f"[compress] {m}", file=sys.stderr))
         out = compress(args.teacher, recipe, args.out, data=args.data, seed=args.seed, eval_stacks=args.eval_stacks,
-                       eval_size=args.eval_size, stats_size=args.stats_size, overwrite=args.overwrite, log=log)
+                       eval_size=args.eval_size, stats_size=args.stats_size, overwrite=args.overwrite, log=log,
+                       device=args.device, max_minutes=args.max_minutes)
     except VirtualFocusError as e:
         print(f"virtualfocus compress: error: {e}", file=sys.stderr)
         return 2

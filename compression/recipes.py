@@ -20,6 +20,8 @@ Registered names::
     pix2pix-dist-pruned-50       50% of the channels pruned (L2 magnitude, per layer, round to 8), fine-tuned
     pix2pix-dist-pruned-25 / -75 milder / harsher pruning
     pix2pix-dist-l7 … -l4, -f32 … -f8, -k3, -f16-k3, -f18-l5-k3, -f20-l4-k3   the thesis's reduction grid
+    distill-unet-f40-l5          the runtime's quality variant (registry ``unet-f40-l5``) from any full model
+    distill-unet-f16-l4          the runtime's fast variant (registry ``unet-f16-l4``) from any full model
 
 Example
 -------
@@ -99,11 +101,16 @@ class DistillRecipe(Recipe):
     ----------
     student : tuple of (field, value)
         Spec fields changed relative to the teacher's spec (``filters``, ``levels``, ``kernel``, ``decoder``,
-        ``space_to_depth`` …). Everything else (inputs, channels, norm) is the teacher's.
+        ``space_to_depth`` …), or relative to ``student_model``'s spec when that is set. Everything else (inputs,
+        channels, norm) is the teacher's (or ``student_model``'s).
+    student_model : str
+        A registered model spec to build the student from, whatever the teacher's architecture (e.g. a U-Net
+        student for the runtime distilled from a NAFNet full model); empty = the teacher's own spec, reduced.
     """
 
     method: ClassVar[str] = "distill"
     student: tuple[tuple[str, Any], ...] = ()
+    student_model: str = ""
 
     @property
     def overrides(self) -> dict[str, Any]:
@@ -210,3 +217,12 @@ for _f, _lv2, _k in _sizes:
     _st: tuple[tuple[str, Any], ...] = (("filters", _f), ("kernel", _k)) + ((("levels", _lv2),) if _lv2 else ())
     register(DistillRecipe(name=f"pix2pix-dist-f{_f}" + (f"-l{_lv2}" if _lv2 else "") + f"-k{_k}", student=_st,
                            description="thesis table 6.13/6.14 combination"))
+# Runtime variants derived from the full model, whatever its architecture (the NAFNet full model's LayerNorm and
+# gating are memory-bound on CPUs; these U-Nets fold their batch norm into the convolutions and quantize to INT8).
+# Every plane of the teacher's data (max_defocus_um large: randomized stacks use µm steps of several sizes), and a
+# learning rate for a student that starts from scratch.
+for _name in ("unet-f40-l5", "unet-f16-l4"):
+    register(DistillRecipe(name=f"distill-{_name}", student_model=_name, lr=1e-3, batch_size=16, crop=128,
+                           max_defocus_um=100.0, lambda_teacher=1.0, lambda_gt=1.0, lambda_feature=0.5,
+                           description=f"registry {_name} distilled from the full model (output + feature "
+                                       "matching through 1×1 adapters, L1 to the sharp plane)"))

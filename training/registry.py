@@ -28,7 +28,8 @@ Registered names (the names people say out loud)::
 and the project's own restorers, named by architecture and width (not a paper's system)::
 
     nafnet-w16              NAFNet-style residual U-net, 16 channels, 3 levels (the full model trained here)
-    nafnet-w32              the same, 32 channels, 4 levels
+    nafnet-w32              the same, 32 channels, 4 levels (6.9 M parameters: its fp16 weights fit a 20 MB file)
+    unet-f40-l5, unet-f16-l4    the runtime's U-Net students (distilled from a full model by the compression stage)
 
 No ImageNet weights can be downloaded here: every "VGG" perceptual loss of the papers is replaced by features of
 our own trained focus-distance classifier (``perceptual_network=RUN_DIR``), or of the discriminator where the paper
@@ -224,6 +225,17 @@ _NAF = ("NAFNet-style residual U-net (Chen et al. 2022: LayerNorm, SimpleGate, s
 register(NAFNetSpec(name="nafnet-w16", width=16, enc_blocks=(1, 1, 2), middle_blocks=2, dec_blocks=(1, 1, 1),
                     pixel_loss="mse", lambda_pixel=10.0, lambda_fft=0.5, lr=1e-3, betas=(0.9, 0.9),
                     batch_size=8, crop=128, notes=_NAF))
-register(NAFNetSpec(name="nafnet-w32", width=32, enc_blocks=(1, 1, 2, 4), middle_blocks=4, dec_blocks=(1, 1, 1, 1),
+register(NAFNetSpec(name="nafnet-w32", width=32, enc_blocks=(1, 1, 2, 2), middle_blocks=2, dec_blocks=(1, 1, 1, 1),
                     pixel_loss="mse", lambda_pixel=10.0, lambda_fft=0.5, lr=1e-3, betas=(0.9, 0.9),
                     batch_size=8, crop=128, notes=_NAF))
+
+_UNET = ("Residual U-Net for the CPU runtime: the pix2pix generator's layout without dropout or discriminator (4×4 "
+         "kernels, batch norm folded at export), pixel-shuffle decoder, space-to-depth 2 so every convolution runs "
+         "at half resolution or less. Made by distillation from a full model (compression stage); the project's "
+         "own, not a paper's system.")
+for _f, _lv, _mf in ((40, 5, 128), (16, 4, None)):
+    register(Pix2PixSpec(name=f"unet-f{_f}-l{_lv}", filters=_f, levels=_lv, max_filters=_mf, decoder="pixelshuffle",
+                         space_to_depth=2,
+                         residual=True, dropout=0.0, adversarial="none", lambda_distance=0.0, pixel_loss="mse",
+                         lambda_pixel=10.0, lr=1e-3,
+                         notes=_UNET + f" {_f} filters, {_lv} levels" + (f", at most {_mf} per level." if _mf else ".")))

@@ -154,11 +154,18 @@ class _Base:
         return d
 
     def load_state_dict(self, d: dict[str, Any]) -> None:
+        """Networks (fp16 weights are cast back) and, where the checkpoint kept them, optimiser states; a compact
+        checkpoint without ``optimizers`` (e.g. fp16 weights committed from a GPU run) restarts Adam's moments."""
         for k, m in self.networks.items():
             _unwrap(m).load_state_dict(d["models"][k])
+        saved = d.get("optimizers") or {}
+        if self.optimizers and not saved:
+            log.warning("checkpoint has no optimiser state (compact weights): Adam's moments restart")
         for k, o in self.optimizers.items():
+            if k not in saved:
+                continue
             configured = [g["lr"] for g in o.param_groups]
-            o.load_state_dict(d["optimizers"][k])
+            o.load_state_dict(saved[k])
             # The run's config decides the learning rate, so `--resume --set lr=…` can lower it for fine-tuning.
             for g, lr in zip(o.param_groups, configured, strict=True):
                 g["lr"] = lr
