@@ -9,13 +9,14 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def make_teacher_run(run: Path, **overrides) -> Path:
+def make_teacher_run(run: Path, model: str = "pix2pix-dist-fast", **overrides) -> Path:
     from virtualfocus.training.checkpoint import save_checkpoint
     from virtualfocus.training.config import RunState, TrainConfig, write_run_config
     from virtualfocus.training.registry import get_spec
 
     torch.manual_seed(0)
-    spec = get_spec("pix2pix-dist-fast", **{"filters": 16, "levels": 3, "decoder": "resize-conv", **overrides})
+    base = {"filters": 16, "levels": 3, "decoder": "resize-conv"} if model == "pix2pix-dist-fast" else {}
+    spec = get_spec(model, **{**base, **overrides})
     net = spec.build()
     write_run_config(run, TrainConfig(model=spec.name, steps=1), spec, RunState(step=1))
     save_checkpoint(run / "checkpoints" / "best.pt", {"models": {"model": net.state_dict()}, "step": 1})

@@ -23,4 +23,6 @@ SMALL: dict[str, dict] = {
     "fusegan": {"filters": 8, "growth": 4, "levels": 2, "d_filters": 8},
     "nafnet-w16": {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)},
     "nafnet-w32": {"width": 8, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1)},
+    "unet-f40-l5": {"filters": 8, "levels": 3},
+    "unet-f16-l4": {"filters": 8, "levels": 3},
 }

@@ -277,3 +277,22 @@ def test_two_input_pairs_put_the_sharper_capture_first_like_the_runtime(sim_stac
     assert 0 < swapped < len(sharper)  # below focus the partner above is the sharper one, beyond it is not
     with pytest.raises(InputError, match="pair_order"):
         DataSpec(pair_order="random")
+
+
+def test_compact_fp16_checkpoint_without_optimiser_state_resumes(sim_stacks: Path, tmp_path: Path) -> None:
+    """A GPU run's committed state (fp16 weights, no Adam moments) loads into a CPU run and training continues."""
+    out = tmp_path / "run"
+    base = ["nafnet-w16", "--data", str(sim_stacks), "--out", str(out), "--no-progress", "--crop", "32",
+            "--batch-size", "2", "--set", "width=8", "--set", "enc_blocks=1,1", "--set", "middle_blocks=1",
+            "--set", "dec_blocks=1,1", "--set", "val_every=2", "--set", "workers=0", "--set", "threads=1"]
+    assert main([*base, "--steps", "2"]) == 0
+    path = out / "checkpoints" / "last.pt"
+    full = load_checkpoint(path)
+    compact = {"models": {k: {n: t.half() for n, t in v.items()} for k, v in full["models"].items()},
+               "step": full["step"]}
+    torch.save(compact, path)
+    assert main(["nafnet-w16", "--out", str(out), "--resume", "--no-progress", "--steps", "4"]) == 0
+    resumed = load_checkpoint(path)
+    assert resumed["step"] == 4 and "optimizers" in resumed
+    w0 = compact["models"]["model"]["intro.weight"].float()
+    assert not torch.equal(resumed["models"]["model"]["intro.weight"], w0)  # it trained on from the fp16 weights
