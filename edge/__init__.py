@@ -18,6 +18,7 @@ from .events import (
     GuardRecovered,
     UntrustedCapture,
 )
+from .focusmap import FocusMap
 from .runtime import PASSTHROUGH, FocusRuntime, FrameStatus, LoadReport, RestoredFrame
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "DefocusEstimate",
     "Event",
     "FallbackEngaged",
+    "FocusMap",
     "FocusRuntime",
     "FrameLate",
     "FrameRestored",

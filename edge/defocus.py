@@ -182,17 +182,30 @@ class FocusGainCalibration:
                 "in_focus_below": None if self.in_focus_below is None else round(self.in_focus_below, 4),
                 "stacks": self.stacks}
 
-    def magnitude_um(self, gain: float) -> float:
-        """|defocus| (µm) for a measured gain: the curve of median gain over |level| (both sides averaged, made
-        monotone), inverted by linear interpolation and clamped to the calibrated range."""
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """(gains, |levels|): the median gain over |level| (both sides averaged, made monotone), ascending."""
         by: dict[float, list[float]] = {}
         for lv, g in zip(self.levels_um, self.gain, strict=True):
             by.setdefault(round(abs(lv), 3), []).append(g)
         mags = np.array(sorted(by))
         gains = np.maximum.accumulate(np.array([float(np.mean(by[m])) for m in mags]))
+        return gains, mags
+
+    def magnitude_um(self, gain: float) -> float:
+        """|defocus| (µm) for a measured gain: :meth:`curve` inverted by linear interpolation and clamped to the
+        calibrated range."""
+        gains, mags = self.curve()
         if not math.isfinite(gain):
             return float(mags[-1])
         return float(np.interp(gain, gains, mags))
+
+    def magnitudes_um(self, gains: np.ndarray) -> np.ndarray:
+        """:meth:`magnitude_um` of every element (NaN stays NaN, +inf reads as the largest calibrated level)."""
+        curve_g, mags = self.curve()
+        g = np.asarray(gains, np.float64)
+        out = np.interp(np.nan_to_num(g, nan=0.0, posinf=np.inf), curve_g, mags)
+        out[np.isnan(g)] = np.nan
+        return out
 
     def estimate(self, gain: float) -> DefocusEstimate:
         return DefocusEstimate(self.magnitude_um(gain), False, None, None)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .defocus import DefocusEstimate
+from .focusmap import FocusMap
 
 __all__ = ["PASSTHROUGH", "FrameStatus", "RestoredFrame"]
 
@@ -72,6 +73,10 @@ class RestoredFrame:
         A ``False`` frame was restored as usual but its output must not be relied on.
     defocus : DefocusEstimate or None
         The whole estimate (signedness, confidence) behind ``defocus_um``.
+    focus_map : FocusMap or None
+        Estimated |defocus| (µm) per tile (:class:`~virtualfocus.edge.focusmap.FocusMap`), when the runtime was
+        made with ``focus_map=True`` and its model ran on the capture (restored, or found in focus by its gain);
+        None otherwise (``message`` says why when a map was asked for but could not be made).
     """
 
     image: np.ndarray
@@ -87,12 +92,16 @@ class RestoredFrame:
     defocus_um: float | None = None
     trusted: bool | None = None
     defocus: DefocusEstimate | None = None
+    focus_map: FocusMap | None = None
 
     def metadata(self) -> dict[str, Any]:
         """Flat ``virtualfocus.*`` keys to merge into an acquisition's per-frame metadata.
 
         ``virtualfocus.trusted`` is always present (None without an estimate); ``virtualfocus.defocus_um`` and
-        ``virtualfocus.defocus_signed`` only when the runtime estimated the capture's defocus.
+        ``virtualfocus.defocus_signed`` only when the runtime estimated the capture's defocus;
+        ``virtualfocus.focus_map_um`` (rows of |defocus| per tile, None for a blank tile),
+        ``virtualfocus.focus_map_edges`` (tile edges, y then x, in pixels) and
+        ``virtualfocus.focus_map_untrusted_share`` only when the frame carries a focus map.
         """
         md: dict[str, Any] = {
             "virtualfocus.status": self.status.value,
@@ -105,4 +114,9 @@ class RestoredFrame:
         if self.defocus_um is not None:
             md["virtualfocus.defocus_um"] = round(self.defocus_um, 4)
             md["virtualfocus.defocus_signed"] = bool(self.defocus.signed) if self.defocus is not None else False
+        if self.focus_map is not None:
+            d = self.focus_map.to_dict()
+            md["virtualfocus.focus_map_um"] = d["um"]
+            md["virtualfocus.focus_map_edges"] = [d["y_edges"], d["x_edges"]]
+            md["virtualfocus.focus_map_untrusted_share"] = d["untrusted_share"]
         return md

@@ -157,6 +157,8 @@ class Manifest:
     # Restoration gain F(restored)/F(capture) per focus level (virtualfocus.edge.defocus.FocusGainCalibration):
     # {"levels_um": [...], "gain": [...], "in_focus_below": float | None, "stacks": int}
     focus_gain: dict[str, Any] | None = None
+    # The same per tile of a focus map (virtualfocus.edge.focusmap; written by benchmarks/focus_map.py --calibrate).
+    focus_map_gain: dict[str, Any] | None = None
     format: str = FORMAT
     folder: Path | None = field(default=None, compare=False)
 
@@ -193,11 +195,12 @@ class Manifest:
         except (KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(f"{path}: incomplete manifest ({e})") from e
         m.check_task(str(path))
-        if m.focus_gain is not None:
-            try:
-                FocusGainCalibration.from_dict(m.focus_gain)
-            except InputError as e:
-                raise ModelLoadError(f"{path}: focus_gain: {e}") from e
+        for key in ("focus_gain", "focus_map_gain"):
+            if getattr(m, key) is not None:
+                try:
+                    FocusGainCalibration.from_dict(getattr(m, key))
+                except InputError as e:
+                    raise ModelLoadError(f"{path}: {key}: {e}") from e
         if verify:
             m.verify()
         return m

@@ -191,6 +191,19 @@ class FocusPolicy:
             self._calibrations[id(manifest)] = hit
         return hit[1]
 
+    def map_calibration(self, manifest: Manifest | None) -> FocusGainCalibration | None:
+        """The gain calibration a focus map reads its tiles with: the model's per-tile ``focus_map_gain``, else its
+        frame ``focus_gain``; None when it has neither."""
+        if manifest is None:
+            return None
+        key = -id(manifest) - 1  # next to the frame calibrations, keyed apart
+        hit = self._calibrations.get(key)
+        if hit is None or hit[0] is not manifest:
+            cal = FocusGainCalibration.of_model(manifest.name, manifest.focus_map_gain)
+            hit = (manifest, cal if cal is not None else self.calibration(manifest))
+            self._calibrations[key] = hit
+        return hit[1]
+
     def wants_gain(self, manifest: Manifest | None) -> bool:
         """Whether :meth:`after` needs the restoration gain for this model."""
         return self.calibration(manifest) is not None

@@ -66,6 +66,7 @@ from .events import (
     GuardRecovered,
     UntrustedCapture,
 )
+from .focusmap import DEFAULT_TILE_PX, FocusMap, check_tile_px, focus_map
 from .frames import PASSTHROUGH, FrameStatus, RestoredFrame
 from .guard import LatencyGuard
 from .loading import in_focus_band, load_estimator, load_ladder
@@ -210,6 +211,11 @@ class FocusRuntime:
         trusted range: a :class:`~virtualfocus.edge.classifier.DefocusClassifier` (signed) or any object with
         ``estimate(image, key=...) -> DefocusEstimate`` (e.g. the focus-measure estimator: a magnitude, compared
         with the nearer bound of the range). None: frames carry ``trusted=None``.
+    focus_map : bool
+        Give every frame the model ran on a per-tile map of estimated |defocus| (``RestoredFrame.focus_map``, see
+        :mod:`virtualfocus.edge.focusmap`; about 1 ms at 360×360, counted in the frame's latency).
+    focus_map_tile : int
+        Tile side of the map in pixels (default 64: 6×6 tiles of 60 px on a 360×360 capture; at least 16).
     """
 
 
@@ -226,6 +232,8 @@ class FocusRuntime:
         defocus_estimator: DefocusEstimator | None = None,
         in_focus_band_um: tuple[float, float] | None = None,
         pass_in_focus: bool = True,
+        focus_map: bool = False,
+        focus_map_tile: int = DEFAULT_TILE_PX,
     ) -> None:
         if not engines:
             raise ModelLoadError("FocusRuntime needs at least one model engine")
@@ -235,6 +243,7 @@ class FocusRuntime:
         self.deadline_ms = float(deadline_ms) if deadline_ms is not None else 2.0 * self.budget_ms
         if queue_size < 1:
             raise InputError(f"queue_size={queue_size}: must be at least 1")
+        self.focus_map_tile: int | None = check_tile_px(focus_map_tile) if focus_map else None
         self.policy = FocusPolicy(estimator=defocus_estimator, in_focus_threshold=in_focus_threshold,
                                   in_focus_band_um=in_focus_band_um, pass_in_focus=pass_in_focus)
         self.events = EventBus()
@@ -293,6 +302,8 @@ class FocusRuntime:
         defocus_estimator: Any = "auto",
         in_focus_band_um: Any = "auto",
         pass_in_focus: bool = True,
+        focus_map: bool = False,
+        focus_map_tile: int = DEFAULT_TILE_PX,
     ) -> FocusRuntime:
         """Load a model, compile it once, warm it up and measure its own latency.
 
@@ -339,6 +350,8 @@ class FocusRuntime:
             else off. None: off (every capture is restored).
         pass_in_focus : bool
             Return captures the model barely sharpens untouched (see the class); False restores every capture.
+        focus_map, focus_map_tile : bool, int
+            Per-tile focus maps (``RestoredFrame.focus_map``): see the class.
 
         Raises
         ------
@@ -355,7 +368,7 @@ class FocusRuntime:
         band = in_focus_band(in_focus_band_um, estimator, defocus_estimator)
         rt = cls(engines, budget_ms=budget_ms, deadline_ms=deadline_ms, queue_size=queue_size,
                  in_focus_threshold=in_focus_threshold, defocus_estimator=estimator, in_focus_band_um=band,
-                 pass_in_focus=pass_in_focus)
+                 pass_in_focus=pass_in_focus, focus_map=focus_map, focus_map_tile=focus_map_tile)
         if warmup_shape is not None:
             rt.warm(warmup_shape, dtype=warmup_dtype)
         load_ms = (time.perf_counter() - t0) * 1e3
@@ -457,11 +470,11 @@ class FocusRuntime:
         manifest = (eng or self.engines[0]).manifest  # type: ignore[union-attr]
 
         def frame(status: FrameStatus, out: Any, j: Judgement, message: str, variant: str = PASSTHROUGH,
-                  backend: str = "") -> RestoredFrame:
+                  backend: str = "", fmap: FocusMap | None = None) -> RestoredFrame:
             return RestoredFrame(image=out, status=status, latency_ms=(time.perf_counter() - t0) * 1e3,
                                  variant=variant, backend=backend, index=index, meta=meta, queue_ms=queue_ms,
                                  message=message, focus=j.focus, defocus_um=j.defocus_um, trusted=j.trusted,
-                                 defocus=j.estimate)
+                                 defocus=j.estimate, focus_map=fmap)
 
         early = self.policy.before(capture, manifest, restoring=eng is not None, index=index)
         if early.in_focus:
@@ -480,15 +493,38 @@ class FocusRuntime:
             f_in = capture.focus()
             gain = res.focus / f_in if f_in > 0 else float("inf")
         j = self.policy.after(early, capture, eng.manifest, gain=gain, index=index)
+        fmap, map_note = self._focus_map(capture, res.image, eng) if self.focus_map_tile is not None else (None, "")
         if not res.cold:
             # The budget is per reference capture: larger frames (scan images) count pro rata by pixels.
             pixels = capture.image.shape[0] * capture.image.shape[1]
             self._account(rung, (time.perf_counter() - t0) * 1e3 * min(1.0, REFERENCE_SIZE**2 / pixels))
         if j.in_focus:  # the model ran but found nothing to restore: the capture goes back untouched
-            return self._flag(frame(FrameStatus.IN_FOCUS, image, j, j.message, eng.name, eng.backend_name), manifest)
+            message = "; ".join(n for n in (j.message, map_note) if n)
+            return self._flag(frame(FrameStatus.IN_FOCUS, image, j, message, eng.name, eng.backend_name, fmap),
+                              manifest)
         nonfinite = f"{res.nonfinite} NaN/Inf pixel(s) were treated as 0" if res.nonfinite else ""
-        message = "; ".join(n for n in (nonfinite, j.note) if n)
-        return self._flag(frame(FrameStatus.RESTORED, res.image, j, message, eng.name, eng.backend_name), manifest)
+        message = "; ".join(n for n in (nonfinite, j.note, map_note) if n)
+        return self._flag(frame(FrameStatus.RESTORED, res.image, j, message, eng.name, eng.backend_name, fmap),
+                          manifest)
+
+    def _focus_map(self, capture: Capture, restored: np.ndarray, eng: ModelEngine) -> tuple[FocusMap | None, str]:
+        """The capture's focus map from its restoration, or None and the reason in a few words."""
+        tile = self.focus_map_tile
+        assert tile is not None
+        cal = self.policy.map_calibration(eng.manifest)
+        if cal is None:
+            return None, f"no focus map: {eng.name} has no restoration-gain calibration (focus_gain) in its manifest"
+        im, ch = capture.image, capture.focus_channel
+        h, w = im.shape[:2]
+        if h < tile or w < tile:
+            return None, f"no focus map: the {h}×{w} capture is smaller than one {tile}×{tile} px tile"
+        plane_in = im if im.ndim == 2 else im[..., ch]
+        out = np.asarray(restored)
+        plane_out = out if out.ndim == 2 else out[..., ch]
+        try:
+            return focus_map(plane_in, plane_out, cal, tile_px=tile, trusted_um=trusted_range(eng.manifest)), ""
+        except InputError as e:
+            return None, f"no focus map: {e}"
 
     def _flag(self, frame: RestoredFrame, manifest: Manifest | None) -> RestoredFrame:
         if frame.trusted is False and frame.defocus is not None and frame.defocus_um is not None:

@@ -5,6 +5,10 @@ Pick an image layer and a shipped model, press Restore: every 2-D plane (with it
 planes (no layer is added then; napari keeps running), and a new layer ``<name> restored`` with the input's shape and dtype appears.
 The table lists each plane's status, estimated defocus and trust; untrusted planes are shown in red, and the
 same rows are kept in the new layer's ``metadata["virtualfocus"]``.
+
+"Show focus map" also adds, per restored layer, ``<name> focus map``: the runtime's per-tile map of estimated
+|defocus| (µm) upscaled to the image, in a colormap at opacity 0.4 over the input; each plane's map (tile values and
+edges) is in both layers' metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RestoreWidget", "iter_restore", "restore_planes"]
+__all__ = ["FOCUS_MAP_COLORMAP", "RestoreWidget", "focus_map_layer", "iter_restore", "restore_planes"]
+
+#: Colormap and opacity of the focus-map overlay (dark: in focus, bright: far from focus).
+FOCUS_MAP_COLORMAP = "inferno"
+FOCUS_MAP_OPACITY = 0.4
 
 
 def _check_layer(layer: Any) -> str | None:
@@ -34,12 +42,13 @@ def _check_layer(layer: Any) -> str | None:
     return None
 
 
-def iter_restore(runtime: Any, data: np.ndarray, *, rgb: bool
+def iter_restore(runtime: Any, data: np.ndarray, *, rgb: bool, maps: list[Any] | None = None
                  ) -> Generator[tuple[int, int], None, tuple[np.ndarray, list[dict[str, Any]]]]:
     """Restore every 2-D plane of ``data`` (leading axes = z, t, …; last axis RGB(A) when ``rgb``), yielding
     ``(planes done, planes)`` after each; returns the restored array (same shape and dtype) and one row per plane:
     ``index`` (leading-axis position), ``status``, ``defocus_um``, ``signed`` (False: a magnitude, sign unknown),
-    ``trusted``, ``message``.
+    ``trusted``, ``message``, ``focus_map`` (:meth:`~virtualfocus.edge.focusmap.FocusMap.to_dict`, None without
+    one). ``maps``: a list that receives every plane's :class:`~virtualfocus.edge.focusmap.FocusMap` (or None).
 
     A generator so that a napari worker can report progress and stop between planes (``worker.quit()``).
     """
@@ -55,7 +64,10 @@ def iter_restore(runtime: Any, data: np.ndarray, *, rgb: bool
                      "status": frame.status.value,
                      "defocus_um": None if frame.defocus_um is None else round(float(frame.defocus_um), 3),
                      "signed": bool(frame.defocus is not None and frame.defocus.signed),
-                     "trusted": frame.trusted, "message": frame.message})
+                     "trusted": frame.trusted, "message": frame.message,
+                     "focus_map": None if frame.focus_map is None else frame.focus_map.to_dict()})
+        if maps is not None:
+            maps.append(frame.focus_map)
         yield k + 1, len(planes)
     return out.reshape(arr.shape), rows
 
@@ -68,6 +80,20 @@ def restore_planes(runtime: Any, data: np.ndarray, *, rgb: bool) -> tuple[np.nda
             next(gen)
         except StopIteration as e:
             return e.value
+
+
+def focus_map_layer(maps: list[Any], shape: tuple[int, ...], *, rgb: bool) -> np.ndarray | None:
+    """The overlay's data: every plane's map upscaled to the plane (NaN where a plane or tile has none), shaped like
+    ``shape`` without its RGB axis; None when no plane has a map."""
+    if all(m is None for m in maps):
+        return None
+    spatial = shape[:-1] if rgb else shape
+    h, w = spatial[-2:]
+    out = np.full((len(maps), h, w), np.nan, np.float32)
+    for k, m in enumerate(maps):
+        if m is not None:
+            out[k] = m.upscale((h, w))
+    return out.reshape(spatial)
 
 
 def _shipped_names() -> list[str]:
@@ -87,6 +113,7 @@ class RestoreWidget:
 def _make_widget(viewer: Any) -> Any:
     from qtpy.QtGui import QColor
     from qtpy.QtWidgets import (
+        QCheckBox,
         QComboBox,
         QLabel,
         QProgressBar,
@@ -102,6 +129,8 @@ def _make_widget(viewer: Any) -> Any:
     lay = QVBoxLayout(w)
     layer_box, model_box = QComboBox(), QComboBox()
     model_box.addItems(_shipped_names())
+    map_box = QCheckBox("Show focus map")
+    map_box.setToolTip("Add a layer with the estimated |defocus| (µm) per tile over the input")
     run_btn, cancel_btn = QPushButton("Restore"), QPushButton("Cancel")
     cancel_btn.setEnabled(False)
     bar, status = QProgressBar(), QLabel("")
@@ -111,7 +140,7 @@ def _make_widget(viewer: Any) -> Any:
     for label, widget in (("Image layer", layer_box), ("Model", model_box)):
         lay.addWidget(QLabel(label))
         lay.addWidget(widget)
-    for widget in (run_btn, cancel_btn, bar, status, table):
+    for widget in (map_box, run_btn, cancel_btn, bar, status, table):
         lay.addWidget(widget)
     state: dict[str, Any] = {"worker": None}
 
@@ -135,15 +164,30 @@ def _make_widget(viewer: Any) -> Any:
                     item.setForeground(QColor("red"))
                 table.setItem(r, c, item)
 
-    def done(result: tuple[Any, Any, np.ndarray, list[dict[str, Any]]]) -> None:
-        layer, model, out, rows = result
+    def done(result: tuple[Any, Any, np.ndarray, list[dict[str, Any]], list[Any] | None]) -> None:
+        layer, model, out, rows, maps = result
         meta = {"virtualfocus": {"model": model, "source_layer": layer.name, "planes": rows}}
         viewer.add_image(out, name=f"{layer.name} restored", rgb=layer.rgb, scale=layer.scale,
                          translate=layer.translate, metadata=meta)
         fill(rows)
         untrusted = sum(r["trusted"] is False for r in rows)
+        note = ""
+        if maps is not None:
+            overlay = focus_map_layer(maps, out.shape, rgb=bool(layer.rgb))
+            if overlay is None:
+                why = next((r["message"] for r in rows if "no focus map" in r["message"]), "")
+                note = "; no focus map" + (f" ({why.split('no focus map: ', 1)[-1]})" if why else
+                                           " (the model ran on no plane)")
+            else:
+                top = float(np.nanmax(overlay)) if np.isfinite(overlay).any() else 1.0
+                map_meta = {"virtualfocus": {"model": model, "source_layer": layer.name, "unit": "µm",
+                                             "signed": False, "planes": [r["focus_map"] for r in rows]}}
+                viewer.add_image(overlay, name=f"{layer.name} focus map", scale=layer.scale,
+                                 translate=layer.translate, colormap=FOCUS_MAP_COLORMAP, opacity=FOCUS_MAP_OPACITY,
+                                 blending="translucent", contrast_limits=(0.0, max(top, 0.4)), metadata=map_meta)
+                note = f"; focus map: |defocus| up to {top:.2f} µm"
         status.setText(f"Restored {len(rows)} plane(s) with {model}"
-                       + (f"; {untrusted} outside the trusted defocus range (red)" if untrusted else "") + ".")
+                       + (f"; {untrusted} outside the trusted defocus range (red)" if untrusted else "") + note + ".")
 
     def finished() -> None:
         run_btn.setEnabled(True)
@@ -161,13 +205,14 @@ def _make_widget(viewer: Any) -> Any:
             return
         model = model_box.currentText() or None
         data, rgb = np.asarray(layer.data), bool(layer.rgb)
+        maps: list[Any] | None = [] if map_box.isChecked() else None
 
         def job() -> Generator[tuple[int, int], None, Any]:
             from virtualfocus.edge import FocusRuntime
 
-            with FocusRuntime.load(model, budget_ms=1e9, ladder=False) as rt:
-                out, rows = yield from iter_restore(rt, data, rgb=rgb)
-            return layer, model, out, rows
+            with FocusRuntime.load(model, budget_ms=1e9, ladder=False, focus_map=maps is not None) as rt:
+                out, rows = yield from iter_restore(rt, data, rgb=rgb, maps=maps)
+            return layer, model, out, rows, maps
 
         worker = create_worker(job)
         def show_progress(done_total: tuple[int, int]) -> None:
@@ -196,6 +241,7 @@ def _make_widget(viewer: Any) -> Any:
     viewer.layers.events.removed.connect(refresh)
     refresh()
     w.start, w.stop, w.layer_box, w.model_box = start, stop, layer_box, model_box  # for scripts and tests
+    w.focus_map_box = map_box
     w.status_label, w.table, w.progress = status, table, bar
     w.worker = lambda: state["worker"]
     return w

@@ -112,3 +112,55 @@ def test_restore_planes_keeps_layout_of_time_series(shipped_root):
 def test_core_runtime_never_imports_qt_or_napari():
     code = "import sys, virtualfocus.edge, virtualfocus.cli; print(any(m.split('.')[0] in ('napari', 'qtpy', 'PyQt5') for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def _calibrate(root, name="ident"):
+    """Give the shipped test model a restoration-gain calibration: the identity's gain 1 reads as 0.5 µm."""
+    from virtualfocus.edge.manifest import Manifest
+
+    m = Manifest.load(root / name)
+    m.focus_gain = {"levels_um": [0.0, 1.0], "gain": [0.5, 1.5], "in_focus_below": None}
+    m.save()
+
+
+def test_show_focus_map_adds_a_translucent_overlay_with_the_map_in_metadata(viewer, qtbot, shipped_root):
+    _calibrate(shipped_root)
+    for data, kwargs, _ in sample_stack(size=96):
+        viewer.add_image(data, **kwargs)
+    widget = _make_widget(viewer)
+    qtbot.addWidget(widget)
+    widget.layer_box.setCurrentText("defocus stack")
+    widget.focus_map_box.setChecked(True)
+    widget.start()
+    _wait_done(qtbot, widget)
+    src, fm = viewer.layers["defocus stack"], viewer.layers["defocus stack focus map"]
+    assert fm.data.shape == src.data.shape[:-1] and fm.data.dtype == np.float32  # one map per plane, no RGB axis
+    np.testing.assert_allclose(fm.data, 0.5, atol=1e-3)  # identity model: gain 1 in every tile
+    assert fm.opacity == pytest.approx(0.4) and fm.blending == "translucent" and not fm.rgb
+    assert fm.colormap.name == "inferno" and tuple(fm.scale) == tuple(src.scale)
+    planes = fm.metadata["virtualfocus"]["planes"]
+    assert len(planes) == 17 and planes[0]["y_edges"] == [0, 48, 96] and planes[0]["signed"] is False
+    assert np.allclose(planes[3]["um"], 0.5, atol=1e-3)
+    rows = viewer.layers["defocus stack restored"].metadata["virtualfocus"]["planes"]
+    assert rows[3]["focus_map"] == planes[3]
+    assert "focus map" in widget.status_label.text()
+    # Layers stack in order: the overlay lies over the restored layer and the input.
+    assert [layer.name for layer in viewer.layers][-1] == "defocus stack focus map"
+
+
+def test_focus_map_is_off_by_default_and_explained_when_the_model_cannot_make_one(viewer, qtbot, shipped_root):
+    viewer.add_image(np.random.default_rng(1).integers(0, 255, (2, 80, 80), dtype=np.uint8), name="pair")
+    widget = _make_widget(viewer)
+    qtbot.addWidget(widget)
+    widget.layer_box.setCurrentText("pair")
+    assert not widget.focus_map_box.isChecked()
+    widget.start()
+    _wait_done(qtbot, widget)
+    assert "pair focus map" not in viewer.layers
+    # The test model has no gain calibration: asked for a map, the widget says why there is none and adds none.
+    widget.focus_map_box.setChecked(True)
+    widget.layer_box.setCurrentText("pair")
+    widget.start()
+    _wait_done(qtbot, widget)
+    assert "pair focus map" not in viewer.layers
+    assert "no focus map (ident has no restoration-gain calibration" in widget.status_label.text()
