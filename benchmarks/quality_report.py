@@ -19,6 +19,7 @@ with failure-case images, and records each model's measured quality and trusted 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import shlex
 import sys
@@ -233,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from virtualfocus.edge import FocusRuntime
-    from virtualfocus.edge.manifest import Manifest, write_json_atomic
+    from virtualfocus.edge.defocus import FocusGainCalibration
+    from virtualfocus.edge.manifest import Manifest, QualityReport, write_json_atomic
     from virtualfocus.edge.models import models_root, shipped
     from virtualfocus.evaluation.baselines import tune_richardson_lucy, tune_unsharp
     from virtualfocus.evaluation.evaluate import evaluate
@@ -293,10 +295,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
                 cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=args.crop, ssim=False,
                                                     partner_um=partner_um), name, partner_um=partner_um)
-                man.focus_gain = cal
+                man.focus_gain = FocusGainCalibration.from_dict(cal)
                 man.save()
                 print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
-            if man is not None and (man.focus_gain or {}).get("in_focus_below") is not None:
+            if man is not None and man.focus_gain is not None and man.focus_gain.in_focus_below is not None:
                 dep_fuser = TwoShotFuser(rt, load_two_shot_engine(name))
                 extra[deployed_name] = lambda img, other, f=dep_fuser: f.fuse(img, other).frame.image
         else:
@@ -309,10 +311,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.cards and man is not None:
                 print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
                 cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=args.crop, ssim=False), name)
-                man.focus_gain = cal
+                man.focus_gain = FocusGainCalibration.from_dict(cal)
                 man.save()
                 print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
-            if man is not None and (man.focus_gain or {}).get("in_focus_below") is not None:
+            if man is not None and man.focus_gain is not None and man.focus_gain.in_focus_below is not None:
                 dep = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5)
                 extra[deployed_name] = lambda img, dep=dep: dep.restore(img).image
         entry = {"trained": bool(man.trained) if man else None, "datasets": {}}
@@ -345,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
                         entry["deployed"] = h
                     trust = h["trusted_defocus_um"]
                     summary += [f"**{method}**" + (" — the runtime as shipped: captures the model barely sharpens "
-                            f"(restoration gain < {man.focus_gain['in_focus_below']}) are returned untouched"
+                            f"(restoration gain < {man.focus_gain.in_focus_below}) are returned untouched"
                             if method != name else " — the model alone (every capture restored)") + ":", "",
                             f"- success (MSE) at −0.8…0.8 µm: **{fmt(h['success_mse_08'])}%** (target ≥ 93%); "
                             f"FPW: {fmt(h['success_fpw_08'])}%",
@@ -378,7 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][name] = entry
         if args.cards and man is not None:
             write_card(root / name, man, entry, card_sections)
-            man.quality = {**man.quality, "report": {k: v for k, v in entry.items() if k != "datasets"}}
+            report = QualityReport.from_dict({k: v for k, v in entry.items() if k != "datasets"},
+                                             f"{man.folder}: quality.report")
+            man.quality = dataclasses.replace(man.quality, report=report)
             man.trusted_defocus_um = entry.get("trusted_defocus_um")
             man.save()
         rt.close()

@@ -178,18 +178,11 @@ class FocusPolicy:
         self.estimator_failures = 0
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._calibrations: dict[int, tuple[Manifest, FocusGainCalibration | None]] = {}
 
     # -- data from the model ------------------------------------------------------------------------------------
     def calibration(self, manifest: Manifest | None, name: str = "") -> FocusGainCalibration | None:
-        """The model's restoration-gain calibration (parsed once per manifest), None when it has none."""
-        if manifest is None:
-            return None
-        hit = self._calibrations.get(id(manifest))
-        if hit is None or hit[0] is not manifest:
-            hit = (manifest, FocusGainCalibration.of_model(name or manifest.name, manifest.focus_gain))
-            self._calibrations[id(manifest)] = hit
-        return hit[1]
+        """The model's restoration-gain calibration (its manifest's ``focus_gain``), None when it has none."""
+        return None if manifest is None else manifest.focus_gain
 
     def wants_gain(self, manifest: Manifest | None) -> bool:
         """Whether :meth:`after` needs the restoration gain for this model."""
