@@ -69,7 +69,7 @@ def calibrate(model: str, size: int, seeds: range) -> tuple[dict, Manifest]:
     rt.close()
     cal = FocusGainCalibration(LEVELS, tuple(float(np.median(np.concatenate(gains[lv]))) for lv in LEVELS),
                                None, len(seeds))
-    return cal.to_dict(), eng.manifest
+    return cal, eng.manifest
 
 
 def tile_truth(defocus: np.ndarray, ye: tuple[int, ...], xe: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +87,7 @@ def evaluate(model: str, size: int, fields: int) -> dict:
     assert eng is not None and eng.manifest is not None
     man = eng.manifest
     trusted = rt.trusted_range(eng)
-    cals = {"tile": FocusGainCalibration.of_model(model, man.focus_map_gain),
-            "frame": FocusGainCalibration.of_model(model, man.focus_gain)}
+    cals = {"tile": man.focus_map_gain, "frame": man.focus_gain}
     est: dict[str, list[np.ndarray]] = {}
     mags, sigs = [], []
     runtime_maps = []

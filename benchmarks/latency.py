@@ -26,6 +26,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +185,60 @@ def torch_rows(manifests, h: int, w: int, runs: int, warmup: int) -> list[Row]:
     return rows
 
 
+def time_scan(rt: Any, frame: np.ndarray, scan: str, runs: int) -> dict[str, Any]:
+    """The gate runtime at a scan-image size against ``frame``'s size, interleaved (same machine load)."""
+    h, w = frame.shape[:2]
+    sh, sw = parse_size(scan)
+    big = capture(sh, sw)
+    rt.warm(big.shape)
+    scan_ms, ref_ms = [], []
+    for _ in range(max(10, runs // 5)):
+        t = time.perf_counter()
+        rt.restore(big)
+        scan_ms.append((time.perf_counter() - t) * 1e3)
+        for _ in range(3):
+            t = time.perf_counter()
+            rt.restore(frame)
+            ref_ms.append((time.perf_counter() - t) * 1e3)
+    s50, r50 = float(np.percentile(scan_ms, 50)), float(np.percentile(ref_ms, 50))
+    px = (sh * sw) / (h * w)
+    return {"size": f"{sw}x{sh}", "p50_ms": round(s50, 3), "reference_p50_ms": round(r50, 3),
+            "pixels_ratio": round(px, 3), "over_pixels_ratio": round(s50 / (px * r50), 3)}
+
+
+def file_rows(manifests: list[Any], frame: np.ndarray, size: str, runs: int, warmup: int,
+              threads: int | None) -> list[Row]:
+    """One row per shipped file and OpenVINO execution mode of the single-capture restoring models."""
+    from virtualfocus.edge import FocusRuntime
+
+    rows: list[Row] = []
+    for m in manifests:
+        for f in m.files:
+            if f.backend not in ("openvino", "onnxruntime"):
+                continue
+            modes = ["default", "f32"] if (f.backend == "openvino" and f.precision != "int8") else ["default"]
+            for mode in modes:
+                try:
+                    rt = FocusRuntime.load(m.folder / f.path, backend=f.backend, budget_ms=1e9,
+                                           threads=threads, precision=mode, ladder=False)
+                except Exception as e:
+                    print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
+                    continue
+                try:
+                    ms = time_runtime(rt, frame, runs, warmup)
+                except RuntimeError as e:
+                    print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
+                    rt.close()
+                    continue
+                p50, p95, p99, mean = percentiles(ms)
+                prec = f.precision if f.backend == "onnxruntime" else (
+                    f"{f.precision}→{rt.engines[0].backend.execution_precision()}" if mode == "default"
+                    else f"{f.precision} (f32 pinned)")
+                rows.append(Row(m.name, f.backend, prec, f.path, size, p50, p95, p99, mean, runs, m.trained))
+                rt.close()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", default="360", help="N or WIDTHxHEIGHT (default 360)")
@@ -218,24 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     p50, p95, p99, mean = percentiles(ms)
     bare_p50 = float(np.percentile(bare_ms, 50)) if bare_ms else None
     model_p50 = float(np.percentile(model_ms, 50)) if model_ms else None
-    scan = None
-    if args.scan:
-        sh, sw = parse_size(args.scan)
-        big = capture(sh, sw)
-        rt.warm(big.shape)
-        scan_ms, ref_ms = [], []
-        for _ in range(max(10, args.runs // 5)):  # interleaved with the reference size: same machine load
-            t = time.perf_counter()
-            rt.restore(big)
-            scan_ms.append((time.perf_counter() - t) * 1e3)
-            for _ in range(3):
-                t = time.perf_counter()
-                rt.restore(frame)
-                ref_ms.append((time.perf_counter() - t) * 1e3)
-        s50, r50 = float(np.percentile(scan_ms, 50)), float(np.percentile(ref_ms, 50))
-        px = (sh * sw) / (h * w)
-        scan = {"size": f"{sw}x{sh}", "p50_ms": round(s50, 3), "reference_p50_ms": round(r50, 3),
-                "pixels_ratio": round(px, 3), "over_pixels_ratio": round(s50 / (px * r50), 3)}
+    scan = time_scan(rt, frame, args.scan, args.runs) if args.scan else None
     assert rt.load_report is not None
     gate_row = Row(rt.variant, rt.engines[0].backend_name, "default", "(as shipped)", size, p50, p95, p99, mean,
                    args.runs, rt.load_report.trained, "GATE: FocusRuntime.load()")
@@ -246,30 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     # Single-capture restoring models; the two-shot model's end-to-end latency is in benchmarks/acquisition.py.
     manifests = [m for m in (Manifest.load(root / n) for n in ship.variants) if m.input.inputs == 1 and m.task == "restore"]
     if not args.gate_only:
-        for m in manifests:
-            for f in m.files:
-                if f.backend not in ("openvino", "onnxruntime"):
-                    continue
-                modes = ["default", "f32"] if (f.backend == "openvino" and f.precision != "int8") else ["default"]
-                for mode in modes:
-                    try:
-                        rt = FocusRuntime.load(m.folder / f.path, backend=f.backend, budget_ms=1e9,
-                                               threads=args.threads, precision=mode, ladder=False)
-                    except Exception as e:
-                        print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
-                        continue
-                    try:
-                        ms = time_runtime(rt, frame, args.runs, args.warmup)
-                    except RuntimeError as e:
-                        print(f"(row {m.name}/{f.path}/{mode} skipped: {e})", file=sys.stderr)
-                        rt.close()
-                        continue
-                    p50, p95, p99, mean = percentiles(ms)
-                    prec = f.precision if f.backend == "onnxruntime" else (
-                        f"{f.precision}→{rt.engines[0].backend.execution_precision()}" if mode == "default"  # type: ignore[union-attr]
-                        else f"{f.precision} (f32 pinned)")
-                    rows.append(Row(m.name, f.backend, prec, f.path, size, p50, p95, p99, mean, args.runs, m.trained))
-                    rt.close()
+        rows += file_rows(manifests, frame, size, args.runs, args.warmup, args.threads)
         if not args.no_torch:
             rows += torch_rows(manifests, h, w, args.runs, args.warmup)
 

@@ -19,6 +19,7 @@ with failure-case images, and records each model's measured quality and trusted 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import shlex
 import sys
@@ -221,6 +222,79 @@ def failure_images(stacks, method_fn, cases, folder: Path, crop: int = 360, part
     return names
 
 
+def _restorers(name: str, root: Path, tune_set: list, *, cards: bool, crop: int) -> tuple:
+    """The runtime, manifest and restore function of model ``name``, the runtime as shipped (``extra``) when the
+    manifest has an in-focus threshold, and the two-shot partner offset; with ``cards`` the threshold is calibrated
+    on ``tune_set`` first and saved into the manifest."""
+    from virtualfocus.edge import FocusRuntime
+    from virtualfocus.edge.defocus import FocusGainCalibration
+    from virtualfocus.edge.manifest import Manifest
+    from virtualfocus.evaluation.evaluate import evaluate
+
+    partner_um = None
+    deployed_name = f"{name}, deployed"
+    extra = {}
+    if Manifest.load(root / name, verify=False).input.inputs == 2:
+        # Two-shot: the pair goes through the runtime's fuser exactly as instrument software sends it
+        # (alignment check, sharper-first, fallback to single shot); the partner lies delta_um above.
+        # The model alone (every pair fused) and, as for single captures, the fuser as shipped: a pair whose
+        # sharper shot the model barely sharpens returns that shot untouched.
+        from virtualfocus.edge.integrations.twoshot import (
+            TwoShotConfig,
+            TwoShotFuser,
+            load_two_shot_engine,
+        )
+
+        rt = FocusRuntime.load(budget_ms=1e9, ladder=False, warmup=5)
+        engine = load_two_shot_engine(name)
+        man = engine.manifest
+        partner_um = float(man.spec.get("delta_um", 0.6))
+        fuser = TwoShotFuser(rt, engine, config=TwoShotConfig(pass_in_focus=False))
+        fn = lambda img, other, fuser=fuser: fuser.fuse(img, other).frame.image  # noqa: E731
+        if cards and man is not None:
+            print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
+            cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=crop, ssim=False,
+                                                partner_um=partner_um), name, partner_um=partner_um)
+            man.focus_gain = FocusGainCalibration.from_dict(cal)
+            man.save()
+            print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
+        if man is not None and man.focus_gain is not None and man.focus_gain.in_focus_below is not None:
+            dep_fuser = TwoShotFuser(rt, load_two_shot_engine(name))
+            extra[deployed_name] = lambda img, other, f=dep_fuser: f.fuse(img, other).frame.image
+    else:
+        # The model alone (every capture restored), and the runtime as shipped: captures the model barely
+        # sharpens (restoration gain under a threshold calibrated on the tuning stacks) returned untouched.
+        rt = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5, defocus_estimator=None,
+                               pass_in_focus=False)
+        man = rt.engines[0].manifest
+        fn = lambda img, rt=rt: rt.restore(img).image  # noqa: E731
+        if cards and man is not None:
+            print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
+            cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=crop, ssim=False), name)
+            man.focus_gain = FocusGainCalibration.from_dict(cal)
+            man.save()
+            print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
+        if man is not None and man.focus_gain is not None and man.focus_gain.in_focus_below is not None:
+            dep = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5)
+            extra[deployed_name] = lambda img, dep=dep: dep.restore(img).image
+    return rt, man, fn, extra, partner_um
+
+
+def _header(generated: str, command: str, *, stacks: int, crop: int) -> list[str]:
+    return [
+        "# Quality report",
+        "",
+        f"Generated {generated} by `{command}` (rerun it to reproduce). "
+        f"Held-out simulated stacks: {stacks} (simulator seeds 900000…, never used for training), "
+        f"{crop}×{crop} windows centred on a white cell, planes at 0.2 µm steps. Metrics and success "
+        "rates as in the thesis (chapter 5, §7.1): a restored image succeeds when its MSE (or FPW) is no worse than "
+        "the worst input of its own stack in the sharp band (−0.2, +0.2, +0.4 µm). Baselines: unsharp masking and "
+        "Richardson-Lucy with the Gaussian PSF width tuned on 4 other stacks (seeds 950000…); each model's in-focus "
+        "pass-through threshold is calibrated on 8 such stacks.",
+        "",
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="*", default=None, help="variant names (default: every shipped variant)")
@@ -232,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cards", action="store_true", help="also write models/<name>/MODEL_CARD.md and manifests")
     args = ap.parse_args(argv)
 
-    from virtualfocus.edge import FocusRuntime
-    from virtualfocus.edge.manifest import Manifest, write_json_atomic
+    from virtualfocus.edge.manifest import Manifest, QualityReport, write_json_atomic
     from virtualfocus.edge.models import models_root, shipped
     from virtualfocus.evaluation.baselines import tune_richardson_lucy, tune_unsharp
     from virtualfocus.evaluation.evaluate import evaluate
@@ -256,65 +329,10 @@ def main(argv: list[str] | None = None) -> int:
 
     command = shlex.join(["python", "benchmarks/quality_report.py", *(argv if argv is not None else sys.argv[1:])])
     report = {"generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"), "models": {}}
-    md = [
-        "# Quality report",
-        "",
-        f"Generated {report['generated']} by `{command}` (rerun it to reproduce). "
-        f"Held-out simulated stacks: {args.stacks} (simulator seeds 900000…, never used for training), "
-        f"{args.crop}×{args.crop} windows centred on a white cell, planes at 0.2 µm steps. Metrics and success "
-        "rates as in the thesis (chapter 5, §7.1): a restored image succeeds when its MSE (or FPW) is no worse than "
-        "the worst input of its own stack in the sharp band (−0.2, +0.2, +0.4 µm). Baselines: unsharp masking and "
-        "Richardson-Lucy with the Gaussian PSF width tuned on 4 other stacks (seeds 950000…); each model's in-focus "
-        "pass-through threshold is calibrated on 8 such stacks.",
-        "",
-    ]
+    md = _header(report["generated"], command, stacks=args.stacks, crop=args.crop)
     for name in names:
-        partner_um = None
         deployed_name = f"{name}, deployed"
-        extra = {}
-        if Manifest.load(root / name, verify=False).input.inputs == 2:
-            # Two-shot: the pair goes through the runtime's fuser exactly as instrument software sends it
-            # (alignment check, sharper-first, fallback to single shot); the partner lies delta_um above.
-            # The model alone (every pair fused) and, as for single captures, the fuser as shipped: a pair whose
-            # sharper shot the model barely sharpens returns that shot untouched.
-            from virtualfocus.edge.integrations.twoshot import (
-                TwoShotConfig,
-                TwoShotFuser,
-                load_two_shot_engine,
-            )
-
-            rt = FocusRuntime.load(budget_ms=1e9, ladder=False, warmup=5)
-            engine = load_two_shot_engine(name)
-            man = engine.manifest
-            partner_um = float(man.spec.get("delta_um", 0.6))
-            fuser = TwoShotFuser(rt, engine, config=TwoShotConfig(pass_in_focus=False))
-            fn = lambda img, other, fuser=fuser: fuser.fuse(img, other).frame.image  # noqa: E731
-            if args.cards and man is not None:
-                print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
-                cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=args.crop, ssim=False,
-                                                    partner_um=partner_um), name, partner_um=partner_um)
-                man.focus_gain = cal
-                man.save()
-                print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
-            if man is not None and (man.focus_gain or {}).get("in_focus_below") is not None:
-                dep_fuser = TwoShotFuser(rt, load_two_shot_engine(name))
-                extra[deployed_name] = lambda img, other, f=dep_fuser: f.fuse(img, other).frame.image
-        else:
-            # The model alone (every capture restored), and the runtime as shipped: captures the model barely
-            # sharpens (restoration gain under a threshold calibrated on the tuning stacks) returned untouched.
-            rt = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5, defocus_estimator=None,
-                                   pass_in_focus=False)
-            man = rt.engines[0].manifest
-            fn = lambda img, rt=rt: rt.restore(img).image  # noqa: E731
-            if args.cards and man is not None:
-                print(f"calibrating {name}'s restoration gain on {len(tune_set)} tuning stacks …", file=sys.stderr)
-                cal = calibrate_focus_gain(evaluate(fn, tune_set, name=name, crop=args.crop, ssim=False), name)
-                man.focus_gain = cal
-                man.save()
-                print(f"  in-focus pass-through below gain {cal['in_focus_below']}", file=sys.stderr)
-            if man is not None and (man.focus_gain or {}).get("in_focus_below") is not None:
-                dep = FocusRuntime.load(name, budget_ms=1e9, ladder=False, warmup=5)
-                extra[deployed_name] = lambda img, dep=dep: dep.restore(img).image
+        rt, man, fn, extra, partner_um = _restorers(name, root, tune_set, cards=args.cards, crop=args.crop)
         entry = {"trained": bool(man.trained) if man else None, "datasets": {}}
         md += [f"## {name}" + ("" if entry["trained"] else " (UNTRAINED)"), ""]
         card_sections = []
@@ -345,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
                         entry["deployed"] = h
                     trust = h["trusted_defocus_um"]
                     summary += [f"**{method}**" + (" — the runtime as shipped: captures the model barely sharpens "
-                            f"(restoration gain < {man.focus_gain['in_focus_below']}) are returned untouched"
+                            f"(restoration gain < {man.focus_gain.in_focus_below}) are returned untouched"
                             if method != name else " — the model alone (every capture restored)") + ":", "",
                             f"- success (MSE) at −0.8…0.8 µm: **{fmt(h['success_mse_08'])}%** (target ≥ 93%); "
                             f"FPW: {fmt(h['success_fpw_08'])}%",
@@ -378,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         report["models"][name] = entry
         if args.cards and man is not None:
             write_card(root / name, man, entry, card_sections)
-            man.quality = {**man.quality, "report": {k: v for k, v in entry.items() if k != "datasets"}}
+            headline_report = QualityReport.from_dict({k: v for k, v in entry.items() if k != "datasets"},
+                                                      f"{man.folder}: quality.report")
+            man.quality = dataclasses.replace(man.quality, report=headline_report)
             man.trusted_defocus_um = entry.get("trusted_defocus_um")
             man.save()
         rt.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from virtualfocus.edge.errors import VirtualFocusError
-from virtualfocus.edge.manifest import Manifest
+from virtualfocus.edge.manifest import Manifest, Parity
 
 __all__ = ["find_manifests", "main", "render", "write_report"]
 
@@ -82,17 +82,17 @@ def render(manifests: list[Manifest], *, title: str = "Compression report") -> s
               "|---" * (6 + len(LATENCY_COLUMNS)) + "|"]
     for m in manifests:
         c = m.compression
-        size = "×".join(map(str, c.get("latency_size", []))) or "–"
-        lines.append(f"| {m.name} | {m.architecture} | {'yes' if m.trained else '**no**'} | {_fmt(c.get('params'))} | "
-                     f"{_fmt(c.get('gflops'))} | {size} | " + " | ".join(_lat(m, k) for k, _c in LATENCY_COLUMNS) + " |")
+        size = "×".join(map(str, c.latency_size or ())) or "–"
+        lines.append(f"| {m.name} | {m.architecture} | {'yes' if m.trained else '**no**'} | {_fmt(c.params)} | "
+                     f"{_fmt(c.gflops)} | {size} | " + " | ".join(_lat(m, k) for k, _c in LATENCY_COLUMNS) + " |")
     lines += ["", "## Quality on the simulated validation set", "",
               "| variant | path | PSNR dB | SSIM | FR | FPW | success (MSE) | success (FPW) | images |",
               "|---|---|---|---|---|---|---|---|---|"]
     for m in manifests:
         q = m.quality
-        interval = q.get("validation", {}).get("interval_um")
+        interval = q.validation.get("interval_um")
         for key in ("input", *QUALITY_ROWS):
-            r = q.get(key)
+            r = q.scores(key)
             if not r:
                 continue
             label = "input (no model)" if key == "input" else key
@@ -100,25 +100,24 @@ def render(manifests: list[Manifest], *, title: str = "Compression report") -> s
                          f"{_fmt(r['fpw'], 1)} | {_fmt(r['success_mse'] * 100, 1)}% | {_fmt(r['success_fpw'] * 100, 1)}% | "
                          f"{r['images']} |")
         if interval:
-            lines.append(f"| {m.name} | *interval {interval[0]}…{interval[1]} µm, {q['validation'].get('stacks')} stacks, "
-                         f"source {q['validation'].get('source')}* | | | | | | | |")
+            lines.append(f"| {m.name} | *interval {interval[0]}…{interval[1]} µm, {q.validation.get('stacks')} stacks, "
+                         f"source {q.validation.get('source')}* | | | | | | | |")
     lines += ["", "## Export parity and INT8", "",
               "| variant | ORT fp32 rel. err | OV f32 rel. err | OV default rel. err | parity | INT8 OV (PSNR drop / FR change) | INT8 ORT | not shipped |",
               "|---|---|---|---|---|---|---|---|"]
     for m in manifests:
         p = m.parity
-        fl = p.get("float", {})
 
-        def rel(k: str, fl: dict[str, Any] = fl) -> str:
-            return f"{fl[k]['rel_error']:.1e}" if k in fl else "–"
+        def rel(k: str, p: Parity = p) -> str:
+            return f"{p.float_checks[k].rel_error:.1e}" if k in p.float_checks else "–"
 
-        def i8(k: str, p: dict[str, Any] = p) -> str:
-            v = p.get("int8", {}).get(k)
-            return f"{v['psnr_drop_db']:+.3f} dB / {v['fr_change']:.4f}" if v else "–"
+        def i8(k: str, p: Parity = p) -> str:
+            v = p.int8.get(k)
+            return f"{v.psnr_drop_db:+.3f} dB / {v.fr_change:.4f}" if v else "–"
 
-        dropped = "; ".join(f"{f}: {why}" for f, why in m.compression.get("dropped", {}).items()) or "–"
+        dropped = "; ".join(f"{f}: {why}" for f, why in m.compression.dropped.items()) or "–"
         lines.append(f"| {m.name} | {rel('onnxruntime/fp32')} | {rel('openvino/fp32-f32')} | {rel('openvino/fp32')} | "
-                     f"{'pass' if p.get('passed') else 'FAIL'} | {i8('openvino')} | {i8('onnxruntime')} | {dropped} |")
+                     f"{'pass' if p.passed else 'FAIL'} | {i8('openvino')} | {i8('onnxruntime')} | {dropped} |")
     lines += ["", "Relative error = max |y − y_torch| / max |y_torch| (fp32 tolerance 1e-4; the OpenVINO default "
               "path is reported, not judged). INT8 is judged on the validation set against the float file of the "
               "same backend: PSNR drop ≤ 0.3 dB and FR change ≤ 0.02, and it must be faster to be shipped.", ""]

@@ -10,9 +10,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import VirtualFocusError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 __all__ = ["cmd_fuse", "cmd_models", "cmd_restore"]
 
@@ -140,9 +143,10 @@ def cmd_models(argv: list[str]) -> int:
     root = models_root()
     ship = shipped(root)
     rows: list[dict[str, Any]] = []
+    manifests: dict[str, Manifest] = {}
     for name in ship.variants:
         try:
-            m = Manifest.load(root / name)
+            m = manifests[name] = Manifest.load(root / name)
         except VirtualFocusError as e:
             rows.append({"name": name, "error": str(e)})
             continue
@@ -160,7 +164,7 @@ def cmd_models(argv: list[str]) -> int:
             "files": [{"path": f.path, "backend": f.backend, "precision": f.precision, "bytes": f.bytes}
                       for f in m.files],
             "latency_ms": m.latency_ms,
-            "quality": m.quality,
+            "quality": m.quality.to_dict(),
             "trusted_defocus_um": m.trusted_defocus_um,
             "task": m.task,
             "classes_um": list(m.classes_um),
@@ -180,27 +184,33 @@ def cmd_models(argv: list[str]) -> int:
         trained = "yes" if r["trained"] else "UNTRAINED"
         print(f"{r['name']:<22} {r['architecture']:<24} {trained:<9} {r['params']:>9,} {r['gflops_360']:>9.2f}  "
               f"{lat or '-':<22} {', '.join(r['roles'])}")
-        q = r["quality"] or {}
-        rep = q.get("report") or {}
-        est: dict[str, Any] = next((q[k] for k in ("openvino/fp32", "onnxruntime/fp32") if isinstance(q.get(k), dict)),
-                                   {})
-        if r["task"] == "defocus" and est.get("mae_um") is not None:
-            c = r["classes_um"]
-            print(" " * 23 + f"defocus estimator, classes {c[0]:+.1f}…{c[-1]:+.1f} µm: accuracy "
-                  f"{100 * est['accuracy']:.1f}%, MAE {est['mae_um']:.2f} µm (held-out simulated stacks)")
-        elif rep.get("success_mse_08") is not None:
-            # As shipped (in-focus captures returned untouched) when the report measured that, else the model alone.
-            dep = rep.get("deployed") if isinstance(rep.get("deployed"), dict) else None
-            shown = dep if dep and dep.get("success_mse_08") is not None else rep
-            how = "as shipped" if shown is dep else "model alone"
-            fr = shown.get("fr_range") or rep.get("fr_range") or [float("nan")] * 2
-            print(" " * 23 + f"quality (held-out simulated stacks, {how}): success MSE at -0.8…0.8 µm "
-                  f"{shown['success_mse_08']:.1f}%, FR {fr[0]:.2f}…{fr[1]:.2f}, trusted "
-                  f"{rep.get('trusted_defocus_um')} µm")
-        else:
-            paths = [k for k in q if "/" in k and isinstance(q[k], dict)]
-            if paths and "input" in q:
-                v = q[paths[0]]
-                print(" " * 23 + f"quality ({paths[0]}, validation set): PSNR {v.get('psnr')} dB (input "
-                      f"{q['input'].get('psnr')}), success MSE {v.get('success_mse')}")
+        line = _quality_line(manifests[r["name"]])
+        if line:
+            print(" " * 23 + line)
     return 0
+
+
+def _quality_line(m: Manifest) -> str:
+    """One line on what a model's manifest says of its quality ("" when it measured nothing)."""
+    q = m.quality
+    est = q.scores("openvino/fp32") or q.scores("onnxruntime/fp32") or {}
+    if m.task == "defocus" and est.get("mae_um") is not None:
+        c = m.classes_um
+        return (f"defocus estimator, classes {c[0]:+.1f}…{c[-1]:+.1f} µm: accuracy {100 * est['accuracy']:.1f}%, "
+                f"MAE {est['mae_um']:.2f} µm (held-out simulated stacks)")
+    rep = q.report
+    if rep is not None and rep.success_mse_08 is not None:
+        # As shipped (in-focus captures returned untouched) when the report measured that, else the model alone.
+        shown = rep.shown
+        how = "as shipped" if shown is rep.deployed else "model alone"
+        fr = shown.fr_range or rep.fr_range or (float("nan"), float("nan"))
+        trusted = None if rep.trusted_defocus_um is None else list(rep.trusted_defocus_um)
+        return (f"quality (held-out simulated stacks, {how}): success MSE at -0.8…0.8 µm {shown.success_mse_08:.1f}%, "
+                f"FR {fr[0]:.2f}…{fr[1]:.2f}, trusted {trusted} µm")
+    paths = [k for k in q.measured if k != "input"]
+    inp = q.scores("input")
+    if paths and inp is not None:
+        v = q.measured[paths[0]]
+        return (f"quality ({paths[0]}, validation set): PSNR {v.get('psnr')} dB (input {inp.get('psnr')}), "
+                f"success MSE {v.get('success_mse')}")
+    return ""

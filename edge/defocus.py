@@ -21,7 +21,6 @@ from the capture at full resolution and scaled exactly as in training (``to_unit
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
@@ -37,8 +36,6 @@ if TYPE_CHECKING:
 __all__ = ["CROP_COUNTS", "DEFAULT_TRUSTED_UM", "DefocusClassifier", "DefocusEstimate", "DefocusEstimator",
            "FocusGainCalibration", "PairDefocusEstimator", "crop_boxes", "focus_energy", "in_trusted_range",
            "restoration_gain"]
-
-log = logging.getLogger("virtualfocus")
 
 #: Trusted range used when neither the caller nor the model's manifest gives one (the thesis's −0.8…+0.8 µm interval).
 #: Re-exported as :data:`virtualfocus.edge.integrations.telemetry.DEFAULT_TRUSTED_UM`.
@@ -153,8 +150,11 @@ class FocusGainCalibration:
     @classmethod
     def from_dict(cls, d: Any) -> FocusGainCalibration:
         """Raises :class:`InputError` naming what is wrong."""
-        if not isinstance(d, dict) or set(d) - {"levels_um", "gain", "in_focus_below", "stacks"}:
-            raise InputError(f"{d!r}: expected an object with levels_um, gain, in_focus_below, stacks")
+        known = {"levels_um", "gain", "in_focus_below", "stacks"}
+        if not isinstance(d, dict):
+            raise InputError(f"{d!r}: expected an object with {sorted(known)}")
+        if set(d) - known:
+            raise InputError(f"unknown key(s) {sorted(set(d) - known)}; known keys are {sorted(known)}")
         try:
             lv = tuple(float(v) for v in d["levels_um"])
             g = tuple(float(v) for v in d["gain"])
@@ -164,18 +164,6 @@ class FocusGainCalibration:
         if len(lv) != len(g) or len(lv) < 2 or not all(math.isfinite(v) and v > 0 for v in g):
             raise InputError(f"levels_um ({len(lv)}) and gain ({len(g)}) must have the same length ≥ 2, gains > 0")
         return cls(lv, g, below, int(d.get("stacks", 0)))
-
-    @classmethod
-    def of_model(cls, name: str, focus_gain: Any) -> FocusGainCalibration | None:
-        """A model manifest's ``focus_gain`` (None when absent); a malformed one is logged and ignored, so the
-        model still restores (every capture) rather than failing to load."""
-        if focus_gain is None:
-            return None
-        try:
-            return cls.from_dict(focus_gain)
-        except InputError as e:
-            log.warning("virtualfocus: %s: ignoring its focus_gain calibration (%s)", name, e)
-            return None
 
     def to_dict(self) -> dict[str, Any]:
         return {"levels_um": [round(v, 3) for v in self.levels_um], "gain": [round(v, 4) for v in self.gain],

@@ -27,6 +27,12 @@ Unknown keys are rejected on load (a typo must not silently change behaviour), a
 verified before a backend ever parses it. ``task`` and ``classes_um`` are optional (manifests written before they
 existed load as restoring models): a ``"defocus"`` model maps a ``1×3×S×S`` crop (``input.static_size``) to one
 logit per entry of ``classes_um`` (see :class:`~virtualfocus.edge.classifier.DefocusClassifier`).
+
+The measured sections are typed records, written and read through them (never by key strings): :class:`Quality`
+(validation set, scores per path, and the :class:`QualityReport` of ``benchmarks/quality_report.py``),
+:class:`Parity` (:class:`ParityCheck` per file, :class:`Int8Verdict` per backend), :class:`Compression`, and
+``focus_gain`` as a :class:`~virtualfocus.edge.defocus.FocusGainCalibration`. Each ``from_dict`` rejects unknown
+keys, naming the key and the manifest file; ``to_dict`` gives the JSON form (empty fields left out).
 """
 
 from __future__ import annotations
@@ -35,14 +41,28 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 from .defocus import FocusGainCalibration
 from .errors import InputError, ModelLoadError, ModelTampered
 
-__all__ = ["FORMAT", "TASKS", "InputContract", "Manifest", "ModelFile", "sha256_file", "write_json_atomic"]
+__all__ = [
+    "FORMAT",
+    "TASKS",
+    "Compression",
+    "InputContract",
+    "Int8Verdict",
+    "Manifest",
+    "ModelFile",
+    "Parity",
+    "ParityCheck",
+    "Quality",
+    "QualityReport",
+    "sha256_file",
+    "write_json_atomic",
+]
 
 FORMAT = "virtualfocus-model/1"
 
@@ -74,14 +94,237 @@ def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
             os.unlink(tmp)
 
 
-def _strict(cls: type, data: dict[str, Any], where: str) -> dict[str, Any]:
+def _strict(cls: type | frozenset[str], data: dict[str, Any], where: str, *, also: str = "") -> dict[str, Any]:
+    """``data`` if every key is a field of ``cls`` (or in the set of names); else one line naming the unknown
+    key(s) and ``where`` (the manifest file and section) and what is accepted (``also``: what else is)."""
     if not isinstance(data, dict):
         raise ModelLoadError(f"{where}: expected an object, got {type(data).__name__}")
-    known = {f.name for f in fields(cls)}
+    known = cls if isinstance(cls, frozenset) else {f.name for f in fields(cls)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ModelLoadError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}")
+        raise ModelLoadError(f"{where}: unknown key(s) {unknown}; known keys are {sorted(known)}{also}")
     return data
+
+
+def _compact(d: dict[str, Any]) -> dict[str, Any]:
+    """``d`` without the fields that say nothing (None, empty string or container); False and 0 stay."""
+    return {k: v for k, v in d.items() if v is not None and not (isinstance(v, str | dict | list | tuple) and not v)}
+
+
+def _pair(v: Any) -> tuple[float, float] | None:
+    return None if v is None else (float(v[0]), float(v[1]))
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """The headline figures ``benchmarks/quality_report.py --cards`` measures on held-out simulated stacks.
+
+    ``success_mse_08`` / ``success_fpw_08``: % of restored captures within −0.8…0.8 µm no worse than the worst
+    sharp-band input (MSE / FPW); ``fr_range``: focus ratio over the levels; ``trusted_defocus_um``: where every
+    level reaches the success target; ``deployed``: the same figures for the runtime as shipped (in-focus captures
+    returned untouched), when measured; ``failures``: the worst cases shown on the model card.
+    """
+
+    trained: bool | None = None
+    beats_rl_every_level: bool | None = None
+    in_band_psnr_change_min_db: float | None = None
+    fr_range: tuple[float, float] | None = None
+    trusted_defocus_um: tuple[float, float] | None = None
+    success_mse_08: float | None = None
+    success_fpw_08: float | None = None
+    deployed: QualityReport | None = None
+    failures: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "quality.report") -> QualityReport:
+        d = dict(_strict(cls, d, where))
+        d["fr_range"] = _pair(d.get("fr_range"))
+        d["trusted_defocus_um"] = _pair(d.get("trusted_defocus_um"))
+        if d.get("deployed") is not None:
+            d["deployed"] = cls.from_dict(d["deployed"], f"{where}.deployed")
+        d["failures"] = tuple(dict(f) for f in d.get("failures") or ())
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["fr_range"] = None if self.fr_range is None else list(self.fr_range)
+        d["trusted_defocus_um"] = None if self.trusted_defocus_um is None else list(self.trusted_defocus_um)
+        d["deployed"] = None if self.deployed is None else self.deployed.to_dict()
+        d["failures"] = [dict(f) for f in self.failures]
+        return _compact(d)
+
+    @property
+    def shown(self) -> QualityReport:
+        """The figures a user receives: the runtime as shipped when the report measured it, else the model alone."""
+        return self.deployed if self.deployed is not None and self.deployed.success_mse_08 is not None else self
+
+
+#: Paths whose scores a :class:`Quality` holds besides ``"input"`` (the captures themselves): ``<backend>/<...>``.
+MEASURED_BACKENDS = ("onnxruntime", "openvino")
+
+
+@dataclass(frozen=True)
+class Quality:
+    """The manifest's ``quality`` section: scores on the fixed validation set, per path, and the quality report.
+
+    ``measured`` maps ``"input"`` (the captures, no model) and every measured path ``"<backend>/<precision>"``
+    (e.g. ``"openvino/int8"``) to the scores of :attr:`metrics` (for a restoring model ``psnr``, ``ssim``, ``fr``,
+    ``fpw``, ``success_mse``, ``success_fpw``, ``images``; for a defocus model ``accuracy``, ``mae_um`` …); in the
+    JSON they sit beside ``validation`` and ``metrics``, as before.
+    """
+
+    validation: dict[str, Any] = field(default_factory=dict)
+    metrics: str = ""
+    measured: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report: QualityReport | None = None
+
+    @staticmethod
+    def is_path(key: str) -> bool:
+        return key == "input" or ("/" in key and key.split("/", 1)[0] in MEASURED_BACKENDS)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "quality") -> Quality:
+        if not isinstance(d, dict):
+            raise ModelLoadError(f"{where}: expected an object, got {type(d).__name__}")
+        own = {k: v for k, v in d.items() if not cls.is_path(k)}
+        _strict(frozenset({"validation", "metrics", "report"}), own, where,
+                also=f" and the measured paths 'input' and '<backend>/<precision>' for {list(MEASURED_BACKENDS)}")
+        measured = {k: dict(v) for k, v in d.items() if cls.is_path(k)}
+        report = own.get("report")
+        return cls(validation=dict(own.get("validation") or {}), metrics=str(own.get("metrics") or ""),
+                   measured=measured, report=None if report is None else QualityReport.from_dict(report, f"{where}.report"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact({"validation": dict(self.validation), "metrics": self.metrics, **self.measured,
+                         "report": None if self.report is None else self.report.to_dict()})
+
+    def scores(self, path: str) -> dict[str, Any] | None:
+        """Scores of ``path`` (``"input"`` or ``"<backend>/<precision>"``), None when not measured."""
+        return self.measured.get(path)
+
+    def with_scores(self, path: str, scores: dict[str, Any]) -> Quality:
+        if not self.is_path(path):
+            raise InputError(f"quality: {path!r} is not a measured path ('input' or '<backend>/<precision>')")
+        return replace(self, measured={**self.measured, path: dict(scores)})
+
+
+
+@dataclass(frozen=True)
+class ParityCheck:
+    """One exported file against torch: worst relative error over the parity inputs (``tolerance`` None: reported,
+    not judged)."""
+
+    candidate: str
+    rel_error: float
+    per_input: dict[str, float] = field(default_factory=dict)
+    tolerance: float | None = None
+    passed: bool | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "parity") -> ParityCheck:
+        return cls(**_strict(cls, d, where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Int8Verdict:
+    """An INT8 file against its float sibling on the validation set, and the limits it was judged by."""
+
+    psnr_drop_db: float
+    fr_change: float
+    max_psnr_drop_db: float
+    max_fr_change: float
+    passed: bool
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "parity.int8") -> Int8Verdict:
+        return cls(**_strict(cls, d, where))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_PARITY_KEYS = frozenset({"method", "inputs", "float", "dynamic_shape", "note", "passed", "failed", "int8"})
+
+
+@dataclass(frozen=True)
+class Parity:
+    """The manifest's ``parity`` section: the exported files against torch (``float``: the float files at the
+    export size, ``dynamic_shape``: the dynamic files at a second size) and the INT8 verdicts per backend.
+    ``passed``: every judged check passed; ``failed`` names those that did not."""
+
+    method: str = ""
+    inputs: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    float_checks: dict[str, ParityCheck] = field(default_factory=dict)  # "float" in the JSON
+    dynamic_shape: dict[str, ParityCheck] = field(default_factory=dict)
+    note: str = ""
+    passed: bool | None = None
+    failed: tuple[str, ...] = ()
+    int8: dict[str, Int8Verdict] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "parity") -> Parity:
+        d = dict(_strict(_PARITY_KEYS, d, where))
+        checks = {}
+        for key in ("float", "dynamic_shape"):
+            section = d.get(key) or {}
+            if not isinstance(section, dict):
+                raise ModelLoadError(f"{where}.{key}: expected an object, got {type(section).__name__}")
+            checks[key] = {k: ParityCheck.from_dict(v, f"{where}.{key}.{k}") for k, v in section.items()}
+        return cls(method=str(d.get("method") or ""),
+                   inputs={k: tuple(int(n) for n in v) for k, v in (d.get("inputs") or {}).items()},
+                   float_checks=checks["float"], dynamic_shape=checks["dynamic_shape"], note=str(d.get("note") or ""),
+                   passed=d.get("passed"), failed=tuple(d.get("failed") or ()),
+                   int8={k: Int8Verdict.from_dict(v, f"{where}.int8.{k}") for k, v in (d.get("int8") or {}).items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        return _compact({
+            "method": self.method, "inputs": {k: list(v) for k, v in self.inputs.items()},
+            "float": {k: c.to_dict() for k, c in self.float_checks.items()},
+            "dynamic_shape": {k: c.to_dict() for k, c in self.dynamic_shape.items()},
+            "note": self.note, "passed": self.passed, "failed": list(self.failed),
+            "int8": {k: v.to_dict() for k, v in self.int8.items()},
+        })
+
+
+
+@dataclass(frozen=True)
+class Compression:
+    """The manifest's ``compression`` section: size and cost (``params``, ``gflops``/``gmacs`` at ``stats_size``),
+    the static file, the execution precision of each timed path, the latency measurement's size and threads, the
+    INT8 calibration set, one record per INT8 backend (tool, settings, ignored scope, attempts, verdict), and the
+    files measured but not shipped with the reason. A defocus model adds ``crops_per_estimate_360`` and
+    ``estimate_size``."""
+
+    params: int = 0
+    gflops: float = 0.0
+    gmacs: float = 0.0
+    stats_size: int | None = None
+    static_file: dict[str, Any] = field(default_factory=dict)
+    execution_precision: dict[str, str] = field(default_factory=dict)
+    latency_size: tuple[int, int] | None = None
+    latency_threads: int | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
+    int8: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: dict[str, str] = field(default_factory=dict)
+    crops_per_estimate_360: int | None = None
+    estimate_size: tuple[int, int] | None = None
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str = "compression") -> Compression:
+        d = dict(_strict(cls, d, where))
+        for key in ("latency_size", "estimate_size"):
+            if d.get(key) is not None:
+                d[key] = (int(d[key][0]), int(d[key][1]))
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key in ("latency_size", "estimate_size"):
+            d[key] = None if d[key] is None else list(d[key])
+        return _compact(d)
 
 
 @dataclass(frozen=True)
@@ -145,20 +388,19 @@ class Manifest:
     params: int = 0
     gflops_360: float = 0.0
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
-    quality: dict[str, Any] = field(default_factory=dict)
+    quality: Quality = field(default_factory=Quality)
     trusted_defocus_um: tuple[float, float] | None = None
     training: dict[str, Any] = field(default_factory=dict)
-    compression: dict[str, Any] = field(default_factory=dict)
-    parity: dict[str, Any] = field(default_factory=dict)  # exported files vs torch (virtualfocus.export.parity)
+    compression: Compression = field(default_factory=Compression)
+    parity: Parity = field(default_factory=Parity)  # exported files vs torch (virtualfocus.export.parity)
     created: str = ""
     description: str = ""
     task: str = "restore"
     classes_um: tuple[float, ...] = ()  # task "defocus": the signed class centres (µm) the logits stand for
-    # Restoration gain F(restored)/F(capture) per focus level (virtualfocus.edge.defocus.FocusGainCalibration):
-    # {"levels_um": [...], "gain": [...], "in_focus_below": float | None, "stacks": int}
-    focus_gain: dict[str, Any] | None = None
-    # The same per tile of a focus map (virtualfocus.edge.focusmap; written by benchmarks/focus_map.py --calibrate).
-    focus_map_gain: dict[str, Any] | None = None
+    # Restoration gain F(restored)/F(capture) per focus level, and the in-focus pass-through threshold
+    focus_gain: FocusGainCalibration | None = None
+    # The same per tile of a focus map (virtualfocus.edge.focusmap; written by benchmarks/focus_map.py --calibrate)
+    focus_map_gain: FocusGainCalibration | None = None
     format: str = FORMAT
     folder: Path | None = field(default=None, compare=False)
 
@@ -191,16 +433,19 @@ class Manifest:
                 raw["trusted_defocus_um"] = tuple(raw["trusted_defocus_um"])
             if "classes_um" in raw:
                 raw["classes_um"] = tuple(float(c) for c in raw["classes_um"])
+            for key, record in (("quality", Quality), ("parity", Parity), ("compression", Compression)):
+                if key in raw:
+                    raw[key] = record.from_dict(raw[key], f"{path}: {key}")
+            for key in ("focus_gain", "focus_map_gain"):
+                if raw.get(key) is not None:
+                    try:
+                        raw[key] = FocusGainCalibration.from_dict(raw[key])
+                    except InputError as e:
+                        raise ModelLoadError(f"{path}: {key}: {e}") from e
             m = cls(**raw, folder=path.parent)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelLoadError(f"{path}: incomplete manifest ({e})") from e
         m.check_task(str(path))
-        for key in ("focus_gain", "focus_map_gain"):
-            if getattr(m, key) is not None:
-                try:
-                    FocusGainCalibration.from_dict(getattr(m, key))
-                except InputError as e:
-                    raise ModelLoadError(f"{path}: {key}: {e}") from e
         if verify:
             m.verify()
         return m
@@ -261,9 +506,18 @@ class Manifest:
 
     # -- writing -----------------------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d.pop("folder")
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "folder"}
         d["input"] = asdict(self.input)
+        d["files"] = [asdict(f) for f in self.files]
+        d["spec"], d["training"] = dict(self.spec), dict(self.training)
+        d["latency_ms"] = {k: dict(v) for k, v in self.latency_ms.items()}
+        d["quality"], d["parity"] = self.quality.to_dict(), self.parity.to_dict()
+        d["compression"] = self.compression.to_dict()
+        d["focus_gain"] = None if self.focus_gain is None else self.focus_gain.to_dict()
+        if self.focus_map_gain is None:
+            d.pop("focus_map_gain")
+        else:
+            d["focus_map_gain"] = self.focus_map_gain.to_dict()
         return d
 
     def save(self, folder: str | os.PathLike[str] | None = None) -> Path:

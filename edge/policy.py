@@ -178,18 +178,11 @@ class FocusPolicy:
         self.estimator_failures = 0
         self._warned: set[str] = set()
         self._lock = threading.Lock()
-        self._calibrations: dict[int, tuple[Manifest, FocusGainCalibration | None]] = {}
 
     # -- data from the model ------------------------------------------------------------------------------------
     def calibration(self, manifest: Manifest | None, name: str = "") -> FocusGainCalibration | None:
-        """The model's restoration-gain calibration (parsed once per manifest), None when it has none."""
-        if manifest is None:
-            return None
-        hit = self._calibrations.get(id(manifest))
-        if hit is None or hit[0] is not manifest:
-            hit = (manifest, FocusGainCalibration.of_model(name or manifest.name, manifest.focus_gain))
-            self._calibrations[id(manifest)] = hit
-        return hit[1]
+        """The model's restoration-gain calibration (its manifest's ``focus_gain``), None when it has none."""
+        return None if manifest is None else manifest.focus_gain
 
     def map_calibration(self, manifest: Manifest | None) -> FocusGainCalibration | None:
         """The gain calibration a focus map reads its tiles with: the model's per-tile ``focus_map_gain``, else its
@@ -199,7 +192,7 @@ class FocusPolicy:
         key = -id(manifest) - 1  # next to the frame calibrations, keyed apart
         hit = self._calibrations.get(key)
         if hit is None or hit[0] is not manifest:
-            cal = FocusGainCalibration.of_model(manifest.name, manifest.focus_map_gain)
+            cal = manifest.focus_map_gain
             hit = (manifest, cal if cal is not None else self.calibration(manifest))
             self._calibrations[key] = hit
         return hit[1]

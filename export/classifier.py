@@ -15,6 +15,7 @@ edge class itself on the files being shipped.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.manifest import InputContract, Manifest
+from virtualfocus.edge.manifest import Compression, InputContract, Manifest, Quality
 
 from . import parity as _parity
 from ._fs import atomic_folder
@@ -204,9 +205,9 @@ def export_defocus_classifier(
             files=describe_files(tmp, files), trained=trained, spec=spec_dict(spec), params=int(stats["params"]),
             gflops_360=round(float(stats["gflops"]) * n_boxes, 4),
             latency_ms=latency, training=dict(training or {}),
-            compression={**stats, "static_file": {"path": "model.onnx", "size": [crop, crop]},
-                         "execution_precision": fp.execution, "latency_size": [crop, crop],
-                         "latency_threads": threads, "crops_per_estimate_360": n_boxes},
+            compression=Compression(**stats, static_file={"path": "model.onnx", "size": [crop, crop]},
+                                    execution_precision=dict(fp.execution), latency_size=(crop, crop),
+                                    latency_threads=threads, crops_per_estimate_360=n_boxes),
             parity=parity, task="defocus", classes_um=tuple(classes),
             created=created_now(),
             description=description or (f"{architecture} defocus estimator "
@@ -279,15 +280,16 @@ def _measure_through_edge(manifest: Manifest, tmp: Path, stacks: Sequence[Any], 
     files being shipped; written into ``manifest`` and saved."""
     from virtualfocus.edge.classifier import DefocusClassifier
 
-    quality: dict[str, Any] = {"validation": {**validation.describe(), "crops": crops},
-                               "metrics": "virtualfocus.export.classifier.validate_defocus_classifier"}
+    quality = Quality(validation={**validation.describe(), "crops": crops},
+                      metrics="virtualfocus.export.classifier.validate_defocus_classifier")
     for key, backend in (("onnxruntime/fp32", "onnxruntime"), ("openvino/fp32", "openvino")):
-        quality[key] = validate_defocus_classifier(tmp, stacks, backend=backend, precision="default", crops=crops)
+        quality = quality.with_scores(key, validate_defocus_classifier(tmp, stacks, backend=backend,
+                                                                       precision="default", crops=crops))
     edge = DefocusClassifier.load(tmp, threads=threads, crops=crops)
     frame = np.asarray(stacks[0].planes[0])
     estimate: dict[str, Runner] = {
         f"{edge.backend_name}/estimate-{crops}crops": lambda _x: np.asarray(edge.estimate(frame).defocus_um)}
     manifest.latency_ms.update(time_runners(estimate, frame, runs=latency_runs))
     manifest.quality = quality
-    manifest.compression["estimate_size"] = list(frame.shape[:2])
+    manifest.compression = dataclasses.replace(manifest.compression, estimate_size=(frame.shape[0], frame.shape[1]))
     manifest.save(tmp)

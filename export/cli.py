@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"{arch}, UNTRAINED (random weights, seed {prov.get('seed')}): its defocus estimates "
                              "mean nothing; for pipeline tests") + " (defocus estimator)",
             )
-            q = m.quality.get("openvino/fp32") or {}
+            q = m.quality.scores("openvino/fp32") or {}
             lat = ", ".join(f"{k} p50 {v['p50']:.2f} ms" for k, v in m.latency_ms.items())
             print(f"{out}: defocus estimator, {len(m.files)} files, trained={m.trained}, crop {crop}, "
                   f"{len(classes)} classes {classes[0]:+.1f}…{classes[-1]:+.1f} µm; accuracy {q.get('accuracy')}, "
@@ -188,9 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     lat = ", ".join(f"{k} p50 {v['p50']:.2f} ms" for k, v in m.latency_ms.items())
     print(f"{out}: {len(m.files)} files, trained={m.trained}; {lat}")
-    if m.compression.get("dropped"):
-        for f, why in m.compression["dropped"].items():
-            print(f"  not shipped: {f}: {why}")
+    for f, why in m.compression.dropped.items():
+        print(f"  not shipped: {f}: {why}")
     return 0
 
 

@@ -21,6 +21,7 @@ padded size S, which is what a 360×360 capture costs.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.manifest import InputContract, Manifest
+from virtualfocus.edge.manifest import Compression, InputContract, Int8Verdict, Manifest, Parity, Quality
 
 from . import parity as _parity
 from ._fs import atomic_folder
@@ -126,7 +127,7 @@ class _Export:
     torch_run: Runner
     files: list[ShippedFile] = field(default_factory=list)
     execution: dict[str, str] = field(default_factory=dict)
-    quality: dict[str, Any] = field(default_factory=dict)
+    quality: Quality = field(default_factory=Quality)
     float_runners: dict[str, Runner] = field(default_factory=dict)  # from the parity step
     timed: dict[str, Runner] = field(default_factory=dict)  # the paths whose latency decides INT8
     latency: dict[str, dict[str, float]] = field(default_factory=dict)
@@ -256,7 +257,8 @@ def export_model(
         _quantize_int8(job, tmp)
         _decide_int8(job, tmp)
         if job.int8:
-            parity["int8"] = {k: v["verdict"] for k, v in job.int8.items()}
+            parity = dataclasses.replace(parity, int8={k: Int8Verdict.from_dict(v["verdict"], f"parity.int8.{k}")
+                                                       for k, v in job.int8.items()})
         check_file_sizes(tmp, out_dir, max_file_mb, smaller="variant")
         _write_manifest(job, tmp, parity, name=name, architecture=architecture, spec=spec, trained=trained,
                         training=training, description=description, trusted_defocus_um=trusted_defocus_um)
@@ -299,7 +301,7 @@ def _prepare(module: Any, *, precisions: Sequence[str | FilePrecision], contract
                    accuracy_control=accuracy_control, max_psnr_drop=max_psnr_drop, max_fr_change=max_fr_change,
                    latency_runs=latency_runs, threads=threads, say=log or (lambda _m: None),
                    torch_run=_parity.torch_runner(module),
-                   quality={"validation": validation.describe(), "metrics": metrics.source})
+                   quality=Quality(validation=validation.describe(), metrics=metrics.source))
 
 
 def _write_files(job: _Export, tmp: Path) -> None:
@@ -318,7 +320,7 @@ def _write_files(job: _Export, tmp: Path) -> None:
         job.files.append(ShippedFile("model-fp16.xml", "openvino", FilePrecision.FP16, "dynamic"))
 
 
-def _check_parity(job: _Export, tmp: Path) -> dict[str, Any]:
+def _check_parity(job: _Export, tmp: Path) -> Parity:
     """Float files vs torch on a random and a simulated input at the static size, and the dynamic files at a
     second, non-square size. Returns the manifest's ``parity`` section."""
     job.say("parity against torch")
@@ -358,14 +360,14 @@ def _measure_quality(job: _Export, tmp: Path) -> None:
                                                       shape=job.shape, threads=job.threads)}
     job.execution["openvino/fp32-f32"] = ExecutionHint.F32.value
     job.execution["onnxruntime/fp32"] = ExecutionHint.F32.value
-    job.quality["input"] = job.quality_of(None)
-    job.quality["onnxruntime/fp32"] = job.quality_of(runners["onnxruntime/fp32"])
-    job.quality["openvino/fp32"] = job.quality_of(runners["openvino/fp32"])
+    job.quality = job.quality.with_scores("input", job.quality_of(None))
+    job.quality = job.quality.with_scores("onnxruntime/fp32", job.quality_of(runners["onnxruntime/fp32"]))
+    job.quality = job.quality.with_scores("openvino/fp32", job.quality_of(runners["openvino/fp32"]))
     if FilePrecision.FP16 in job.precisions:
         ov16 = openvino_runner(tmp / "model-fp16.xml", shape=job.shape, threads=job.threads)
         job.execution["openvino/fp16"] = ov16.execution_precision  # type: ignore[attr-defined]
         job.timed["openvino/fp16"] = ov16
-        job.quality["openvino/fp16"] = job.quality_of(ov16)
+        job.quality = job.quality.with_scores("openvino/fp16", job.quality_of(ov16))
 
 
 def _accuracy_items(job: _Export) -> list[tuple[np.ndarray, np.ndarray, Any]]:
@@ -416,13 +418,13 @@ def _quantize_int8(job: _Export, tmp: Path) -> None:
         for ignore in attempts:
             run, rec = quantize(backend, ignore)
             q8 = job.quality_of(run)
-            verdict = _parity.int8_verdict(job.quality[f"{backend}/fp32"], q8, max_psnr_drop=job.max_psnr_drop,
+            verdict = _parity.int8_verdict(job.quality.measured[f"{backend}/fp32"], q8, max_psnr_drop=job.max_psnr_drop,
                                            max_fr_change=job.max_fr_change)
             tried.append({"ignored_scope": rec["ignored_scope"], "verdict": verdict})
             if verdict["passed"]:
                 break
         job.timed[f"{backend}/int8"] = run
-        job.quality[f"{backend}/int8"] = q8
+        job.quality = job.quality.with_scores(f"{backend}/int8", q8)
         job.int8[backend] = {**rec, "sibling": f"{backend}/fp32", "verdict": verdict, "attempts": tried}
 
 
@@ -453,7 +455,7 @@ def _decide_int8(job: _Export, tmp: Path) -> None:
             job.files.append(ShippedFile(rel, backend, FilePrecision.INT8, "dynamic"))
 
 
-def _write_manifest(job: _Export, tmp: Path, parity: dict[str, Any], *, name: str, architecture: str, spec: Any,
+def _write_manifest(job: _Export, tmp: Path, parity: Parity, *, name: str, architecture: str, spec: Any,
                     trained: bool, training: dict[str, Any] | None, description: str,
                     trusted_defocus_um: tuple[float, float] | None) -> None:
     s = job.padded
@@ -464,10 +466,10 @@ def _write_manifest(job: _Export, tmp: Path, parity: dict[str, Any], *, name: st
         params=int(stats["params"]), gflops_360=float(stats["gflops"]),
         trusted_defocus_um=trusted_defocus_um,
         training=dict(training or {}),
-        compression={**stats, "static_file": {"path": "model-static.onnx", "size": [s, s]},
-                     "execution_precision": job.execution, "latency_size": [s, s],
-                     "latency_threads": job.threads, "calibration": job.calib_desc, "int8": job.int8,
-                     "dropped": job.dropped},
+        compression=Compression(**stats, static_file={"path": "model-static.onnx", "size": [s, s]},
+                                execution_precision=dict(job.execution), latency_size=(s, s),
+                                latency_threads=job.threads, calibration=job.calib_desc, int8=job.int8,
+                                dropped=job.dropped),
         parity=parity,
         created=created_now(),
         description=description or (f"{architecture} ({'trained' if trained else 'UNTRAINED: restores nothing'})"),

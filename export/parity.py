@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+from virtualfocus.edge.manifest import ParityCheck
 
 from .latency import Runner
 
@@ -51,6 +52,11 @@ class ParityResult:
         d = asdict(self)
         d["passed"] = self.passed
         return d
+
+    def to_check(self) -> ParityCheck:
+        """The manifest's record of this result."""
+        return ParityCheck(candidate=self.candidate, rel_error=self.rel_error, per_input=dict(self.per_input),
+                           tolerance=self.tolerance, passed=self.passed)
 
 
 def torch_runner(module: Any) -> Runner:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.manifest import Manifest, ModelFile
+from virtualfocus.edge.manifest import Manifest, ModelFile, Parity
 
 from . import parity as _parity
 from .latency import Runner, onnxruntime_runner, openvino_runner
@@ -111,24 +111,20 @@ def float_parity(torch_run: Runner, tmp: Path, inputs: Mapping[str, Any], *, onn
 
 def parity_record(results: Mapping[str, _parity.ParityResult], inputs: Mapping[str, Any], *, over: str,
                   default_precision: str, dynamic: Mapping[str, _parity.ParityResult] | None = None,
-                  dynamic_suffix: str = "") -> dict[str, Any]:
+                  dynamic_suffix: str = "") -> Parity:
     """The manifest's ``parity`` section: method, inputs, results, and which judged paths failed."""
-    record: dict[str, Any] = {
-        "method": f"max|y - y_torch| / max|y_torch| over {over}; worst over inputs",
-        "inputs": {k: list(v.shape) for k, v in inputs.items()},
-        "float": {k: r.to_dict() for k, r in results.items()},
-    }
     judged = dict(results)
     if dynamic is not None:
-        record["dynamic_shape"] = {k: r.to_dict() for k, r in dynamic.items()}
         judged.update({f"{k}{dynamic_suffix}": r for k, r in dynamic.items()})
-    record["note"] = (f"openvino/fp32 runs with OpenVINO's default precision ({default_precision}); "
-                      "reported, not judged")
-    failed = [k for k, r in judged.items() if r.passed is False]
-    record["passed"] = not failed
-    if failed:
-        record["failed"] = failed
-    return record
+    failed = tuple(k for k, r in judged.items() if r.passed is False)
+    return Parity(
+        method=f"max|y - y_torch| / max|y_torch| over {over}; worst over inputs",
+        inputs={k: tuple(v.shape) for k, v in inputs.items()},
+        float_checks={k: r.to_check() for k, r in results.items()},
+        dynamic_shape={k: r.to_check() for k, r in (dynamic or {}).items()},
+        note=f"openvino/fp32 runs with OpenVINO's default precision ({default_precision}); reported, not judged",
+        passed=not failed, failed=failed,
+    )
 
 
 def check_file_sizes(tmp: Path, out_dir: str | os.PathLike[str], max_file_mb: float, *, smaller: str) -> None:

@@ -196,6 +196,27 @@ def test_no_import_cycle_among_edge_modules() -> None:
     assert not cycles, "import cycles among edge modules:\n" + "\n".join(" → ".join(c) for c in cycles)
 
 
+MAX_MODULE_LINES = 700
+MAX_FUNCTION_LINES = 120
+
+
+@pytest.mark.parametrize("stage", [s for s in STAGES if s != "benchmarks"])
+def test_no_module_over_700_lines_and_no_function_over_120(stage: str) -> None:
+    # the installed packages stay readable: split a module by what its parts do, a function into named steps
+    too_long: list[str] = []
+    for path in _stage_files(stage):
+        text = path.read_text(encoding="utf-8")
+        lines = text.count("\n")
+        if lines > MAX_MODULE_LINES:
+            too_long.append(f"{path.relative_to(ROOT)}: {lines} lines")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                n = (node.end_lineno or node.lineno) - node.lineno + 1
+                if n > MAX_FUNCTION_LINES:
+                    too_long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}() {n} lines")
+    assert not too_long, "over the size limits:\n" + "\n".join(too_long)
+
+
 def test_the_checker_sees_imports_of_every_kind(tmp_path: Path) -> None:
     # guard against a checker that passes because it finds nothing
     imps = _imports(ROOT / "edge" / "integrations" / "telemetry.py")

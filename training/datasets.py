@@ -16,7 +16,8 @@ training never scores validation.
   when the data module provides it, else :func:`basic_augment` (rotation by multiples of 90°, flips, brightness,
   contrast, white balance, saturation).
 
-Samples are dicts ``{"x": (inputs·C, H, W), "y": (C, H, W), "offset": ()}`` float32 in [-1, 1]; validation
+Samples are dicts ``{"x": (inputs·C, H, W), "y": (C, H, W), "offset": ()}`` float32 in [-1, 1], normalised by the
+runtime's :class:`~virtualfocus.edge.preprocess.Normalizer` (:data:`NORMALIZER`); validation
 samples add ``"stack"`` (index) and are deterministic (every plane in range of every validation stack, crop at
 the first nucleus or the centre).
 """
@@ -36,10 +37,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 from virtualfocus.edge.errors import InputError
-from virtualfocus.edge.preprocess import to_unit
+from virtualfocus.edge.manifest import InputContract
+from virtualfocus.edge.preprocess import Normalizer, to_unit
 from virtualfocus.zstacks.stack import ZStack, read_stack
 
 __all__ = [
+    "NORMALIZER",
     "DataSpec",
     "StackPairDataset",
     "StackRef",
@@ -313,8 +316,14 @@ def _data_augment() -> Callable[..., Any] | None:
     return getattr(realstacks, "augment_pair", None)
 
 
+#: The runtime's normalisation for the contract every exported model declares (RGB, values in [-1, 1]): training
+#: feeds the network exactly what :class:`~virtualfocus.edge.preprocess.Normalizer` will feed it at inference.
+NORMALIZER = Normalizer(InputContract().value_range, InputContract().channels)
+
+
 def _to_tensor(unit: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(unit.transpose(2, 0, 1))) * 2.0 - 1.0
+    """H×W×3 in 0..1 → C×H×W float32 in the model's value range (:data:`NORMALIZER`)."""
+    return torch.from_numpy(NORMALIZER.before(unit)[0])
 
 
 def _augment(images: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:

@@ -32,7 +32,7 @@ def test_compress_then_export_end_to_end(teacher_run: Path, tmp_path: Path, reci
     out = tmp_path / "models" / "student"
     assert export_main([str(run), "--out", str(out), *EXPORT_TINY]) == 0
     m = Manifest.load(out)
-    assert m.trained is True and m.training["compression"]["recipe"] == recipe and m.parity["passed"]
+    assert m.trained is True and m.training["compression"]["recipe"] == recipe and m.parity.passed
 
 
 def test_untrained_export_from_registry(tmp_path: Path):

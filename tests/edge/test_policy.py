@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from virtualfocus.edge.defocus import DefocusEstimate
+from virtualfocus.edge.defocus import DefocusEstimate, FocusGainCalibration
 from virtualfocus.edge.manifest import InputContract, Manifest
 from virtualfocus.edge.policy import Capture, FocusPolicy, Judgement, describe_untrusted
 
@@ -21,7 +21,7 @@ def test_a_magnitude_is_reported_against_the_bound_it_exceeds():
 
 def test_gain_below_the_calibrated_threshold_is_in_focus_and_judged_by_the_manifest():
     m = _manifest(trusted_defocus_um=(-0.2, 0.4),
-                  focus_gain={"levels_um": [0.0, 0.5, 1.0], "gain": [1.0, 1.5, 3.0], "in_focus_below": 1.1, "stacks": 1})
+                  focus_gain=FocusGainCalibration((0.0, 0.5, 1.0), (1.0, 1.5, 3.0), in_focus_below=1.1, stacks=1))
     policy = FocusPolicy()
     cap = Capture(np.zeros((32, 32, 3), np.uint8))
     j = policy.after(Judgement(), cap, m, gain=1.05)

@@ -37,10 +37,10 @@ def test_folder_layout_and_manifest(defocus_exported: Path):
     for key in ("onnxruntime/fp32", "openvino/fp32", "openvino/fp32-f32", "openvino/estimate-5crops"):
         assert m.latency_ms[key]["p50"] > 0
     for key in ("onnxruntime/fp32", "openvino/fp32"):
-        q = m.quality[key]
+        q = m.quality.measured[key]
         assert 0 <= q["accuracy"] <= 1 and q["mae_um"] >= 0 and q["n"] == 14  # one 96×96 stack, 14 levels
-    assert m.quality["validation"]["source"] == "virtualfocus.simulation.simulate"
-    assert m.params > 0 and m.gflops_360 > 0 and m.compression["crops_per_estimate_360"] == 5
+    assert m.quality.validation["source"] == "virtualfocus.simulation.simulate"
+    assert m.params > 0 and m.gflops_360 > 0 and m.compression.crops_per_estimate_360 == 5
     assert not [p for p in defocus_exported.parent.iterdir() if p.name.startswith(".")]  # no temp folder left
 
 
@@ -56,10 +56,10 @@ def test_onnx_is_static_opset_17(defocus_exported: Path):
 
 def test_parity_recorded_and_reproduced(defocus_exported: Path):
     p = Manifest.load(defocus_exported).parity
-    assert p["passed"] is True
+    assert p.passed is True
     for key in ("onnxruntime/fp32", "openvino/fp32-f32"):
-        assert p["float"][key]["rel_error"] <= FP32_RTOL
-    assert p["float"]["openvino/fp32"]["tolerance"] is None  # bf16 default: reported, not judged
+        assert p.float_checks[key].rel_error <= FP32_RTOL
+    assert p.float_checks["openvino/fp32"].tolerance is None  # bf16 default: reported, not judged
     _, net = tiny_defocus_classifier(seed=0)
     x = np.random.default_rng(7).uniform(-1, 1, (1, 3, TINY_DEFOCUS_CROP, TINY_DEFOCUS_CROP)).astype(np.float32)
     ref = torch_runner(net)(x)

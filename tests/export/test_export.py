@@ -30,26 +30,26 @@ def test_folder_layout_and_manifest(exported: Path):
     assert set(p.name for p in exported.iterdir()) == names | {"manifest.json"}
     assert m.trained is False and m.architecture == "unet-tiny-test"
     assert m.input.pad_multiple == 8 and m.input.channels == 3 and m.input.value_range == (-1.0, 1.0)
-    assert m.compression["static_file"]["size"] == [TINY_SIZE, TINY_SIZE]
+    assert m.compression.static_file["size"] == [TINY_SIZE, TINY_SIZE]
     for key in ("onnxruntime/fp32", "openvino/fp32", "openvino/fp32-f32", "openvino/int8", "onnxruntime/int8"):
         assert m.latency_ms[key]["p50"] > 0
     for key in ("input", "onnxruntime/fp32", "openvino/fp32"):
-        assert set(m.quality[key]) >= {"psnr", "ssim", "fr", "fpw", "success_mse", "success_fpw"}
-    assert m.compression["params"] > 0 and m.compression["gflops"] > 0
+        assert set(m.quality.measured[key]) >= {"psnr", "ssim", "fr", "fpw", "success_mse", "success_fpw"}
+    assert m.compression.params > 0 and m.compression.gflops > 0
     # INT8 files are either shipped or their absence is explained.
     for f in ("model-int8.xml", "model-int8.onnx"):
-        assert (f in names) != (f in m.compression["dropped"])
+        assert (f in names) != (f in m.compression.dropped)
     assert not [p for p in exported.parent.iterdir() if p.name.startswith(".")]
 
 
 def test_manifest_parity_recorded(exported: Path):
     p = Manifest.load(exported).parity
-    assert p["passed"] is True
+    assert p.passed is True and p.failed == ()
     for key in ("onnxruntime/fp32", "onnxruntime/fp32-static", "openvino/fp32-f32"):
-        assert p["float"][key]["rel_error"] <= FP32_RTOL
-    assert p["float"]["openvino/fp32"]["tolerance"] is None  # bf16 default: reported, not judged
-    assert set(p["int8"]) == {"openvino", "onnxruntime"}
-    assert np.isfinite(p["int8"]["openvino"]["psnr_drop_db"])
+        assert p.float_checks[key].rel_error <= FP32_RTOL
+    assert p.float_checks["openvino/fp32"].tolerance is None  # bf16 default: reported, not judged
+    assert set(p.int8) == {"openvino", "onnxruntime"}
+    assert np.isfinite(p.int8["openvino"].psnr_drop_db)
 
 
 def _inputs():
@@ -86,15 +86,15 @@ def test_int8_files_run_and_psnr_drop_measured(exported: Path):
     m = Manifest.load(exported)
     x = _inputs()["simulated"]
     for backend in ("openvino", "onnxruntime"):
-        info = m.compression["int8"][backend]
+        info = m.compression.int8[backend]
         assert info["samples"] > 0 and info["attempts"][0]["ignored_scope"] == []  # auto: all-INT8 tried first
         assert len(info["attempts"][-1]["ignored_scope"]) == (0 if info["attempts"][0]["verdict"]["passed"] else 2)
         assert "psnr_drop_db" in info["verdict"] and "fr_change" in info["verdict"]
     listed = {f.path: f for f in m.files}
     for backend, rel, runner in (("openvino", "model-int8.xml", openvino_runner),
                                  ("onnxruntime", "model-int8.onnx", onnxruntime_runner)):
-        info = m.compression["int8"][backend]
-        float_q, int8_q = m.quality[f"{backend}/fp32"], m.quality[f"{backend}/int8"]
+        info = m.compression.int8[backend]
+        float_q, int8_q = m.quality.measured[f"{backend}/fp32"], m.quality.measured[f"{backend}/int8"]
         # the verdict is the recorded quality of both files, compared with the recorded limits
         assert info["verdict"]["psnr_drop_db"] == pytest.approx(float_q["psnr"] - int8_q["psnr"], abs=1e-3)
         assert info["verdict"]["fr_change"] == pytest.approx(abs(float_q["fr"] - int8_q["fr"]), abs=1e-4)
@@ -104,14 +104,14 @@ def test_int8_files_run_and_psnr_drop_measured(exported: Path):
         assert info["faster_than_sibling"] == faster
         keep = faster and info["verdict"]["passed"]
         # kept ⇔ faster and good enough; a kept file is listed, hashed and runs; a dropped one is gone, explained
-        assert (exported / rel).exists() == keep == (rel in listed), (backend, info, m.compression["dropped"])
+        assert (exported / rel).exists() == keep == (rel in listed), (backend, info, m.compression.dropped)
         if keep:
             assert listed[rel].precision == "int8" and listed[rel].sha256
             y8, y32 = runner(exported / rel)(x), onnxruntime_runner(exported / "model.onnx")(x)
             assert y8.shape == x.shape and np.isfinite(y8).all()
             assert 0 < relative_error(y32, y8) < 0.5  # quantised (not the float graph), yet the same model
         else:
-            reason = m.compression["dropped"][rel]
+            reason = m.compression.dropped[rel]
             assert ("not faster" in reason) == (not faster) and ("over the limits" in reason) == (
                 not info["verdict"]["passed"])
 
@@ -172,8 +172,8 @@ def test_fp32_only_and_transpose_decoder(tmp_path: Path):
                      precisions=("fp32",), calibration=Calibration(stacks=1, size=40),
                      validation=ValidationSet(stacks=1, size=40), latency_runs=2)
     assert {f.path for f in m.files} == {"model.onnx", "model-static.onnx", "model.xml", "model.bin"}
-    assert m.compression["static_file"]["size"] == [40, 40]  # 40 is already a multiple of 8
-    assert m.parity["passed"]
+    assert m.compression.static_file["size"] == [40, 40]  # 40 is already a multiple of 8
+    assert m.parity.passed
 
 
 def test_int8_over_quality_limits_is_retried_then_not_shipped(tmp_path: Path):
@@ -182,7 +182,7 @@ def test_int8_over_quality_limits_is_retried_then_not_shipped(tmp_path: Path):
                      validation=ValidationSet(stacks=1, size=32), accuracy_control=False, latency_runs=1,
                      max_psnr_drop=-1.0)  # an impossible limit: INT8 must gain PSNR
     for backend, f in (("openvino", "model-int8.xml"), ("onnxruntime", "model-int8.onnx")):
-        info = m.compression["int8"][backend]
+        info = m.compression.int8[backend]
         assert [len(a["ignored_scope"]) for a in info["attempts"]] == [0, 2]
-        assert "over the limits" in m.compression["dropped"][f] and not (tmp_path / "q" / f).exists()
+        assert "over the limits" in m.compression.dropped[f] and not (tmp_path / "q" / f).exists()
     assert not (tmp_path / "q" / "model-int8.bin").exists()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+import json
 import logging
 import threading
 
 import numpy as np
 from virtualfocus.edge import FocusRuntime, FrameStatus
-from virtualfocus.edge.integrations import FrameStream, StreamFrame, image_process_fn
+from virtualfocus.edge.integrations import DriftMonitor, FrameStream, StreamFrame, image_process_fn
 
 from tests.edge.helpers import SlowBackend
 from tests.edge.integrations.conftest import SIZE, capture
@@ -67,19 +69,33 @@ def test_bad_input_and_raising_listener(runtime, field, caplog):
 
 def test_pycromanager_function_contract(runtime, field, caplog):
     fn = image_process_fn(runtime, telemetry=True)
-    img = capture(field, 0.6)[..., 1].copy()  # pycro-manager images are usually 2-D
-    md = {"Axes": {"position": 2, "time": 0}, "Camera": "Sim"}
-    out, out_md = fn(img, md)
-    assert out.shape == img.shape and out.dtype == img.dtype
-    assert np.array_equal(out, img)  # identity model
-    assert md == {"Axes": {"position": 2, "time": 0}, "Camera": "Sim"}  # caller's dict untouched
-    assert out_md["Camera"] == "Sim" and out_md["virtualfocus.status"] == "restored"
-    assert out_md["virtualfocus.variant"] == "identity" and out_md["virtualfocus.seq"] == 0
-    assert isinstance(out_md["virtualfocus.defocus_um"], float)
+    assert list(inspect.signature(fn).parameters) == ["image", "metadata"]  # pycro-manager accepts 2 (or 3)
+    # pycro-manager images are usually 2-D: a sharp capture, then 0.6 and 1.0 µm from focus at stage position 2,
+    # then one at position 3; the telemetry is the drift monitor's estimate for the image at its position
+    shots = [(0.0, 2), (0.6, 2), (1.0, 2), (0.6, 3)]
+    reference = DriftMonitor.for_runtime(runtime)  # the same estimator, fed the same captures by hand
+    for seq, (defocus_um, position) in enumerate(shots):
+        img = capture(field, defocus_um, 1)[..., 1].copy()
+        md = {"Axes": {"position": position, "time": 0}, "Camera": "Sim"}
+        out, out_md = fn(img, md)
+        assert out.shape == img.shape and out.dtype == img.dtype
+        assert np.array_equal(out, img)  # identity model
+        assert md == {"Axes": {"position": position, "time": 0}, "Camera": "Sim"}  # caller's dict untouched
+        assert out_md["Camera"] == "Sim" and out_md["Axes"] == md["Axes"]
+        assert out_md["virtualfocus.status"] == "restored" and out_md["virtualfocus.variant"] == "identity"
+        assert out_md["virtualfocus.seq"] == seq
+        expected = reference.observe(img, key=position, seq=seq).defocus_um
+        assert out_md["virtualfocus.defocus_um"] == round(expected, 4)
+        assert json.loads(json.dumps(out_md)) == out_md  # JSON-safe, as pycro-manager's storage needs
+        shots[seq] = (defocus_um, out_md["virtualfocus.defocus_um"])
+    # a magnitude relative to the sharpest capture at the same position: 0 for the first one at a position, and
+    # growing with the distance from focus
+    assert shots[0][1] == 0.0 and shots[3][1] == 0.0
+    assert 0.0 < shots[1][1] < shots[2][1]
     # bad inputs: returned as given, flagged, warned, never raised
     with caplog.at_level(logging.WARNING, logger="virtualfocus"):
         tiny = np.zeros((4, 4), np.uint8)
         out2, md2 = fn(tiny, None)
     assert out2 is tiny or np.array_equal(out2, tiny)
-    assert md2["virtualfocus.status"] == "rejected" and md2["virtualfocus.seq"] == 1
+    assert md2["virtualfocus.status"] == "rejected" and md2["virtualfocus.seq"] == 4
     assert "not a dict" in caplog.text and "rejected" in caplog.text

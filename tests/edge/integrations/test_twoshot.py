@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 from virtualfocus.edge import FocusRuntime
+from virtualfocus.edge.defocus import FocusGainCalibration
 from virtualfocus.edge.integrations import (
     DefocusEstimate,
     DriftMonitor,
@@ -70,7 +71,7 @@ def test_in_focus_sharper_shot_comes_back_untouched(runtime, tmp_path, field):
     # A "mean" two-shot model only blurs: on a pair whose sharper shot is in focus its gain F(out)/F(sharper) < 1.
     folder = make_two_input_model_folder(tmp_path / "two-shot-mean", kind="mean")
     m = Manifest.load(folder)
-    m.focus_gain = {"levels_um": [0.0, 0.6, 1.2], "gain": [1.0, 1.5, 3.0], "in_focus_below": 1.05, "stacks": 3}
+    m.focus_gain = FocusGainCalibration(levels_um=(0.0, 0.6, 1.2), gain=(1.0, 1.5, 3.0), in_focus_below=1.05, stacks=3)
     m.save(folder)
     sharp, partner = capture(field, 0.0, 1), capture(field, 0.6, 2)
     fuser = TwoShotFuser(runtime, load_two_shot_engine(folder))
