@@ -55,7 +55,7 @@ def runtime(model: str) -> FocusRuntime:
                              defocus_estimator=None, focus_map=True)
 
 
-def calibrate(model: str, size: int, seeds: range) -> tuple[dict, Manifest]:
+def calibrate(model: str, size: int, seeds: range) -> tuple[FocusGainCalibration, Manifest]:
     rt = runtime(model)
     eng = rt.engines[0]
     assert eng is not None and eng.manifest is not None

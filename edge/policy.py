@@ -189,13 +189,7 @@ class FocusPolicy:
         frame ``focus_gain``; None when it has neither."""
         if manifest is None:
             return None
-        key = -id(manifest) - 1  # next to the frame calibrations, keyed apart
-        hit = self._calibrations.get(key)
-        if hit is None or hit[0] is not manifest:
-            cal = manifest.focus_map_gain
-            hit = (manifest, cal if cal is not None else self.calibration(manifest))
-            self._calibrations[key] = hit
-        return hit[1]
+        return manifest.focus_map_gain if manifest.focus_map_gain is not None else manifest.focus_gain
 
     def wants_gain(self, manifest: Manifest | None) -> bool:
         """Whether :meth:`after` needs the restoration gain for this model."""
