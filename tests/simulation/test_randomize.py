@@ -115,11 +115,22 @@ def test_random_semisynthetic_stack_from_a_project_image() -> None:
     img = _image(200)
     st = random_semisynthetic_stack(img, 1, size=64, source_pixel_um=0.2, n_planes=7)
     assert st.planes.shape[:3] == (7, 64, 64)
-    assert st.meta["source"] == "semisynthetic-random" and 0.2 <= st.meta["pixel_um"] <= 0.2 * 200 / 64
+    assert st.meta["source"] == "semisynthetic-random" and 0.1 <= st.meta["pixel_um"] <= 0.2 * 200 / 64
     f = [focus_measure(p) for p in st.planes]
     assert int(np.argmax(f)) == st.sharp_index
     with pytest.raises(InputError, match="cannot cover"):
         random_semisynthetic_stack(_image(40), 1, size=256, source_pixel_um=0.2)
+
+
+def test_semisynthetic_draws_include_oversampled_fields_within_the_limit() -> None:
+    """Some stacks magnify the source (soft in focus at the pixel scale), never beyond ``max_upsampling``."""
+    img = _image(200)
+    px = [random_semisynthetic_stack(img, s, size=32, source_pixel_um=0.2, n_planes=3).meta["pixel_um"]
+          for s in range(12)]
+    assert min(px) < 0.2 < max(px) and min(px) >= 0.1
+    none = RandomOptics(max_upsampling=1.0)
+    assert all(random_semisynthetic_stack(img, s, size=32, source_pixel_um=0.2, n_planes=3, ranges=none)
+               .meta["pixel_um"] >= 0.2 for s in range(6))
 
 
 def test_simulate_cli_randomize_writes_the_chain_to_the_sidecar(tmp_path) -> None:
