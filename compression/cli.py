@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="virtualfocus compress", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--teacher", help="trained run directory (config.json + checkpoints/)")
+    p.add_argument("--teacher-checkpoint", choices=("best", "last"), default="best",
+                   help="the teacher run's checkpoint to distil from (default best)")
     p.add_argument("--recipe", help="recipe name (see --list)")
     p.add_argument("--out", help="student run directory to create")
     p.add_argument("--steps", type=int, help="override the recipe's optimiser steps")
@@ -93,7 +95,8 @@ def _student_spec(recipe: DistillRecipe, teacher_spec: Any) -> Any:
 
 def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: str | None = None, seed: int = 0,
              eval_stacks: int = 2, eval_size: int = 256, stats_size: int = 360, overwrite: bool = False,
-             log: Any = None, device: str = "auto", max_minutes: float | None = None) -> Path:
+             log: Any = None, device: str = "auto", max_minutes: float | None = None,
+             teacher_checkpoint: str = "best") -> Path:
     """Run ``recipe`` on the teacher run and write the student run directory atomically.
 
     Distillation runs on ``device`` (``"auto"``: CUDA with bf16 autocast when PyTorch sees a GPU), quality and
@@ -124,7 +127,7 @@ def compress(teacher_dir: str | Path, recipe: Recipe, out: str | Path, *, data: 
     out = Path(out)
     if out.exists() and not overwrite:
         raise InputError(f"{out}: already exists; pass --overwrite to replace it")
-    teacher = load_run(teacher_dir)
+    teacher = load_run(teacher_dir, which=teacher_checkpoint)
     t_spec, t_net = teacher.spec, teacher.generator
     inputs = int(getattr(t_spec, "inputs", 1))
     torch.manual_seed(seed)
@@ -272,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         log = None if args.quiet else (lambda m: print(f"[compress] {m}", file=sys.stderr))
         out = compress(args.teacher, recipe, args.out, data=args.data, seed=args.seed, eval_stacks=args.eval_stacks,
                        eval_size=args.eval_size, stats_size=args.stats_size, overwrite=args.overwrite, log=log,
-                       device=args.device, max_minutes=args.max_minutes)
+                       device=args.device, max_minutes=args.max_minutes,
+                       teacher_checkpoint=args.teacher_checkpoint)
     except VirtualFocusError as e:
         print(f"virtualfocus compress: error: {e}", file=sys.stderr)
         return 2

@@ -16,9 +16,23 @@ name=${2:?usage: save-training.sh RUN_DIR NAME}
 dst=training-runs/$name
 mkdir -p "$dst"
 for f in config.json log.csv; do cp "$run/$f" "$dst/$f.tmp" && mv "$dst/$f.tmp" "$dst/$f"; done
+PY=${PY:-.venv/bin/python}
 for f in last best; do
   [[ -f $run/checkpoints/$f.pt ]] || continue
-  cp "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp" && mv "$dst/$f.pt.tmp" "$dst/$f.pt"
+  if (( $(du -m "$run/checkpoints/$f.pt" | cut -f1) > 20 )); then
+    # too large for the repository with its optimiser state: fp16 weights alone (a resume restarts Adam's moments)
+    "$PY" - "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp" <<'PYC'
+import sys, torch
+d = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+d.pop("optimizers", None); d.pop("scaler", None)
+d["models"] = {k: {n: t.half() if t.is_floating_point() else t for n, t in v.items()} for k, v in d["models"].items()}
+torch.save(d, sys.argv[2])
+PYC
+    echo "$f.pt: fp16 weights without optimiser state (the full file is over 20 MB)"
+  else
+    cp "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp"
+  fi
+  mv "$dst/$f.pt.tmp" "$dst/$f.pt"
 done
 size=$(du -m "$dst/last.pt" | cut -f1)
 (( size <= 20 )) || { echo "$dst/last.pt is ${size} MB; the repository takes files up to 20 MB" >&2; exit 1; }

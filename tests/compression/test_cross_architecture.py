@@ -60,3 +60,11 @@ def test_student_taking_other_inputs_than_the_teacher_is_refused(tmp_path: Path)
     two = make_teacher_run(tmp_path / "two", model="pix2pix-dist-2inputs", filters=8, levels=3)
     with pytest.raises(InputError, match="capture"):
         compress(two, get_recipe("distill-unet-f16-l4", steps=1), tmp_path / "x", device="cpu", **TINY)
+
+
+def test_missing_teacher_checkpoint_is_named(nafnet_run: Path, tmp_path: Path):
+    from virtualfocus.edge.errors import ModelLoadError
+
+    with pytest.raises(ModelLoadError, match=r"last\.pt"):
+        compress(nafnet_run, get_recipe("distill-unet-f16-l4", steps=1), tmp_path / "x", device="cpu",
+                 teacher_checkpoint="last", **TINY)
