@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 
 import cv2
@@ -165,4 +166,4 @@ def test_scoring_ten_images_finishes_and_orders_them_by_blur() -> None:
     scores = [M.score_pair(ref, im) for im in imgs]
     assert (time.perf_counter() - t0) / len(imgs) < 1.0
     mse = [s["MSE"] for s in scores]
-    assert all(a < b for a, b in zip(mse, mse[1:]))  # more blur, further from the reference
+    assert all(a < b for a, b in itertools.pairwise(mse))  # more blur, further from the reference

@@ -116,10 +116,12 @@ def test_core_runtime_never_imports_qt_or_napari():
 
 def _calibrate(root, name="ident"):
     """Give the shipped test model a restoration-gain calibration: the identity's gain 1 reads as 0.5 µm."""
+    from virtualfocus.edge.defocus import FocusGainCalibration
     from virtualfocus.edge.manifest import Manifest
 
     m = Manifest.load(root / name)
-    m.focus_gain = {"levels_um": [0.0, 1.0], "gain": [0.5, 1.5], "in_focus_below": None}
+    m.focus_gain = FocusGainCalibration.from_dict({"levels_um": [0.0, 1.0], "gain": [0.5, 1.5],
+                                                   "in_focus_below": None})
     m.save()
 
 

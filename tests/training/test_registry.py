@@ -26,6 +26,8 @@ EXPECTED = [
     "dbmid-defocus", "dbmid-motion", "mmdf-focus-classifier", "fusegan",
     # the project's own restorers (not a paper's system; named by architecture and width)
     "nafnet-w16", "nafnet-w32",
+    # the runtime's U-Nets, made by distillation from a full model (compression stage)
+    "unet-f40-l5", "unet-f16-l4",
 ]
 
 
