@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from virtualfocus.edge.errors import InputError
 from virtualfocus.edge.manifest import Manifest, ModelFile, Parity
@@ -68,7 +68,16 @@ def spec_dict(spec: Any) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def model_stats(module: Any, *, in_channels: int, size: int) -> dict[str, float]:
+class ModelStats(TypedDict):
+    """Size and cost of a network at one input size (the manifest's ``compression`` section takes these fields)."""
+
+    params: int
+    gflops: float
+    gmacs: float
+    stats_size: int
+
+
+def model_stats(module: Any, *, in_channels: int, size: int) -> ModelStats:
     """Parameters and compute of ``module`` for one ``size``×``size`` input (FLOPs counted by torch: 2 per MAC)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
