@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -25,17 +24,8 @@ from pathlib import Path
 from virtualfocus.edge import FocusRuntime
 from virtualfocus.edge.batch import discover, restore_batch
 from virtualfocus.edge.imageio import read_image, write_image_atomic
+from virtualfocus.evaluation.machine import cpu_name
 from virtualfocus.simulation.simulate import SimConfig, simulate_stack
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> int:
@@ -64,7 +54,7 @@ def main() -> int:
         finally:
             rt.close()
     loop_ips, batch_ips = args.n / loop_s, summary.planes / summary.wall_s
-    row = {"images": args.n, "size": 360, "model": args.model or "default", "cpu": _cpu(),
+    row = {"images": args.n, "size": 360, "model": args.model or "default", "cpu": cpu_name(),
            "loop_images_per_s": round(loop_ips, 2), "batch_images_per_s": round(batch_ips, 2),
            "ratio": round(batch_ips / loop_ips, 3), "batch_failed": summary.files_failed}
     print(f"restore() loop: {loop_ips:.1f} images/s; virtualfocus restore on a folder: {batch_ips:.1f} images/s; "

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -32,21 +31,12 @@ from virtualfocus.edge import FocusRuntime
 from virtualfocus.edge.defocus import FocusGainCalibration
 from virtualfocus.edge.focusmap import DEFAULT_TILE_PX, focus_map, tile_edges, tile_energy
 from virtualfocus.edge.manifest import Manifest
+from virtualfocus.evaluation.machine import cpu_name
 from virtualfocus.simulation.tilted import tilted_captures
 
 LEVELS = tuple(round(float(v), 1) + 0.0 for v in np.arange(-1.6, 1.61, 0.2))
 OFFSETS = (-1.2, -0.8, -0.4, 0.0, 0.4, 0.8, 1.2)
 TILT_UM = 1.5
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def runtime(model: str) -> FocusRuntime:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -259,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     from virtualfocus.edge import FocusRuntime
     from virtualfocus.edge.manifest import Manifest
     from virtualfocus.edge.models import models_root, shipped
+    from virtualfocus.evaluation.machine import cpu_name
 
     root = models_root()
     ship = shipped(root)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             "first_frame_ms": round(first_ms, 3), "first_frame_over_p50": round(first_ms / after_p50, 3)}
 
     hdr = f"{'variant':<40} {'backend':<12} {'precision':<22} {'file':<20} {'p50':>8} {'p95':>8} {'p99':>8}  note"
-    print(f"latency at {size} on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"latency at {size} on {cpu_name()}, {os.cpu_count()} cores, "
           f"{args.runs} runs per row (ms)")
     print(hdr)
     print("-" * len(hdr))
@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
 
         Path(args.json_path).parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.json_path, {"rows": [asdict(r) for r in rows], "gate": gate,
-                                           "machine": {"cpu": platform.processor(), "cores": os.cpu_count()}})
+                                           "machine": {"cpu": cpu_name(), "cores": os.cpu_count()}})
     return 0 if passed else 1
 
 

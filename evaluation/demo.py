@@ -13,7 +13,6 @@ metrics. Written to the output folder:
 from __future__ import annotations
 
 import json
-import platform
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,8 @@ import cv2
 import numpy as np
 from virtualfocus.edge.imageio import write_image_atomic
 from virtualfocus.edge.manifest import write_json_atomic
+
+from .machine import cpu_name
 
 __all__ = ["run_demo"]
 
@@ -88,7 +89,7 @@ def run_demo(out: Path, *, model: str | None = None, backend: str | None = None,
         "stack": {"name": stack.name, "planes": len(stack), "size": list(gt.shape), "seed": seed},
         "latency_ms": {"p50": round(float(np.percentile(lat, 50)), 3), "max": round(float(lat.max()), 3),
                        "load_ms": round(report.load_ms, 1), "first_frame_ms": round(report.first_frame_ms, 2)},
-        "machine": {"cpu": platform.processor() or platform.machine()},
+        "machine": {"cpu": cpu_name()},
         "planes": rows,
     }
     write_json_atomic(out / "report.json", summary)

@@ -21,13 +21,7 @@ for f in last best; do
   [[ -f $run/checkpoints/$f.pt ]] || continue
   if (( $(du -m "$run/checkpoints/$f.pt" | cut -f1) > 20 )); then
     # too large for the repository with its optimiser state: fp16 weights alone (a resume restarts Adam's moments)
-    "$PY" - "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp" <<'PYC'
-import sys, torch
-d = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
-d.pop("optimizers", None); d.pop("scaler", None)
-d["models"] = {k: {n: t.half() if t.is_floating_point() else t for n, t in v.items()} for k, v in d["models"].items()}
-torch.save(d, sys.argv[2])
-PYC
+    "$PY" -m virtualfocus.training.checkpoint compact "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp"
     echo "$f.pt: fp16 weights without optimiser state (the full file is over 20 MB)"
   else
     cp "$run/checkpoints/$f.pt" "$dst/$f.pt.tmp"

@@ -84,19 +84,10 @@ log "teacher done: $(tail -1 "$LOGS/nafnet-w32.log")"
 
 # Compact copies of the full model as soon as it is done: fp16 weights without optimiser state (resumable: Adam's
 # moments restart). A GPU lease returns at most 8 files of ≤ 16 MiB: runs are archived, logs too at the end.
-$PY - "$RESULTS" <<'EOF'
-import sys, torch
-from pathlib import Path
-out = Path(sys.argv[1])
-for which in ("best", "last"):
-    src = Path("runs/nafnet-w32/checkpoints") / f"{which}.pt"
-    if src.is_file():
-        d = torch.load(src, map_location="cpu", weights_only=False)
-        d.pop("optimizers", None); d.pop("scaler", None)
-        d["models"] = {k: {n: (t.half() if t.is_floating_point() else t) for n, t in v.items()}
-                       for k, v in d["models"].items()}
-        torch.save(d, out / f"nafnet-w32-{which}.pt")
-EOF
+for which in best last; do
+  [[ ! -f runs/nafnet-w32/checkpoints/$which.pt ]] || \
+    $PY -m virtualfocus.training.checkpoint compact "runs/nafnet-w32/checkpoints/$which.pt" "$RESULTS/nafnet-w32-$which.pt"
+done
 tar -czf "$RESULTS/nafnet-w32-run.tar.gz" runs/nafnet-w32/config.json runs/nafnet-w32/log.csv
 # 3. The runtime's variants, distilled from the full model side by side.
 pids=()

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from virtualfocus.edge.errors import InputError
 
-__all__ = ["Camera", "add_camera_noise", "standard_normal_fast"]
+__all__ = ["Camera", "add_camera_noise", "quantize", "standard_normal_fast"]
 
 
 @dataclass(frozen=True)
@@ -175,3 +175,14 @@ def add_camera_noise(intensity: np.ndarray, camera: Camera, rng: np.random.Gener
     out = np.empty(inten.size, camera.dtype)
     _Noise(camera).apply(inten.reshape(-1), out, rng, lo)
     return out.reshape(inten.shape)
+
+
+def quantize(intensity: np.ndarray, camera: Camera) -> np.ndarray:
+    """Noise-free quantisation of relative intensity (1.0 = top of the range) to ``camera.dtype``: rounded to the
+    nearest level and saturated; 12-bit values MSB-aligned in uint16 like :func:`add_camera_noise`'s."""
+    levels = (1 << camera.bit_depth) - 1
+    q = np.clip(intensity * np.float32(levels) + np.float32(0.5), 0, levels)
+    if camera.bit_depth == 8:
+        return q.astype(np.uint8)
+    out = q.astype(np.uint16)
+    return out << 4 if camera.bit_depth == 12 else out

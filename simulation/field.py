@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from virtualfocus.edge.errors import InputError
 
-from .camera import Camera, add_camera_noise
+from .camera import Camera, add_camera_noise, quantize
 from .cells import _tint
 from .render import absorbed_bands, layer_bands, render_bands, render_captures
 from .transfer import _rfft2
@@ -292,7 +292,7 @@ class SmearField:
             if rng is None:
                 raise InputError("SmearField.render: rng is required for camera noise (or pass noise=False)")
             return add_camera_noise(inten, camera, rng)
-        return _quantize(inten, camera)
+        return quantize(inten, camera)
 
     def render(
         self,
@@ -306,14 +306,6 @@ class SmearField:
         return self.render_planes([float(offset_um)], rng=rng, camera=camera, noise=noise)[0]
 
 
-def _quantize(intensity: np.ndarray, camera: Camera) -> np.ndarray:
-    """Noise-free quantisation of relative intensity to the camera's dtype (12-bit MSB-aligned)."""
-    levels = (1 << camera.bit_depth) - 1
-    q = np.clip(intensity * np.float32(levels) + np.float32(0.5), 0, levels)
-    if camera.bit_depth == 8:
-        return q.astype(np.uint8)
-    out = q.astype(np.uint16)
-    return out << 4 if camera.bit_depth == 12 else out
 
 
 def render_field(

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from virtualfocus.edge.errors import InputError
 
+from .camera import quantize
 from .optics import Camera, add_camera_noise
 from .simulate import SimConfig, SmearField, make_field
 
@@ -356,7 +357,7 @@ class SimulatedMicroscope:
             if cfg.noise:
                 img = add_camera_noise(inten, cfg.camera, self._rng)[0]
             else:
-                img = _quantize(inten[0], cfg.camera)
+                img = quantize(inten[0], cfg.camera)
             cap = Capture(frame, x, y, z, fz, defocus, key, t_s)
             self.truth.append(cap)
             self.last_capture = cap
@@ -373,13 +374,4 @@ class SimulatedMicroscope:
         inten = fld.intensity([defocus_um])
         if self.config.noise:
             return add_camera_noise(inten, self.config.camera, self._rng)[0]
-        return _quantize(inten[0], self.config.camera)
-
-
-def _quantize(intensity: np.ndarray, camera: Camera) -> np.ndarray:
-    levels = (1 << camera.bit_depth) - 1
-    q = np.clip(intensity * np.float32(levels) + np.float32(0.5), 0, levels)
-    if camera.bit_depth == 8:
-        return q.astype(np.uint8)
-    out = q.astype(np.uint16)
-    return out << 4 if camera.bit_depth == 12 else out
+        return quantize(inten[0], self.config.camera)

@@ -38,8 +38,9 @@ import numpy as np
 from virtualfocus.edge.errors import InputError
 from virtualfocus.zstacks.stack import ZStack
 
+from .camera import quantize
 from .config import WBC_TYPES, SimConfig
-from .field import SmearField, _quantize, render_field
+from .field import SmearField, render_field
 from .optics import Camera, motion_otf
 from .specimen import focus_frame, make_field
 
@@ -137,7 +138,7 @@ def capture_stack(
         inten = fld.intensity(offsets + shift, motion=motion, exposure=flicker)
         if motion is not None:
             inten[centre] = fld.intensity([offsets[centre] + shift], exposure=flicker[centre : centre + 1])[0]
-        return _quantize(inten, cfg.camera)
+        return quantize(inten, cfg.camera)
 
     # ground truth = highest focus measure; if it is not the centre plane, move the focus once and re-render so
     # the stack stays symmetric around its ground truth (as the thesis re-centred real stacks)

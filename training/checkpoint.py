@@ -34,8 +34,8 @@ from virtualfocus.edge.errors import InputError, ModelLoadError
 from .config import RunState, TrainConfig, read_run_config
 from .registry import ModelSpec
 
-__all__ = ["CHECKPOINT_NAMES", "LoadedRun", "checkpoint_path", "fit_to_state_dict", "load_checkpoint", "load_run",
-           "save_checkpoint"]
+__all__ = ["CHECKPOINT_NAMES", "LoadedRun", "checkpoint_path", "compact_checkpoint", "fit_to_state_dict",
+           "load_checkpoint", "load_run", "save_checkpoint"]
 
 CHECKPOINT_NAMES = ("best", "last")
 
@@ -62,6 +62,20 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> Pa
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def compact_checkpoint(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Write ``src``'s weights as fp16 without optimiser or loss-scaler state to ``dst`` (atomically).
+
+    A quarter of the size of a checkpoint with Adam's state, small enough to commit; training resumes from it with
+    Adam's moments restarted, and export and distillation read it like any checkpoint (weights are cast back).
+    """
+    d = load_checkpoint(src)
+    d.pop("optimizers", None)
+    d.pop("scaler", None)
+    d["models"] = {k: {n: t.half() if t.is_floating_point() else t for n, t in v.items()}
+                   for k, v in d["models"].items()}
+    return save_checkpoint(dst, d)
 
 
 def load_checkpoint(path: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -198,3 +212,11 @@ def _compression_record(run: Path) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ModelLoadError(f"{cj}: expected a JSON object, got {type(record).__name__}")
     return record
+
+
+if __name__ == "__main__":  # python -m virtualfocus.training.checkpoint compact SRC DST (used by scripts/)
+    import sys
+
+    if len(sys.argv) != 4 or sys.argv[1] != "compact":
+        sys.exit("usage: python -m virtualfocus.training.checkpoint compact SRC.pt DST.pt")
+    compact_checkpoint(sys.argv[2], sys.argv[3])

@@ -149,14 +149,14 @@ def test_default_canvas_is_fft_friendly_and_larger_than_the_field() -> None:
 
 
 def test_fused_captures_match_intensity_then_noise() -> None:
+    from virtualfocus.simulation.camera import quantize
     from virtualfocus.simulation.optics import add_camera_noise, motion_otf
-    from virtualfocus.simulation.simulate import _quantize
 
     field = make_field(np.random.default_rng(7), SimConfig(size=96))
     offsets, exposure = [-0.6, 0.0, 0.4], [0.98, 1.0, 1.02]
     quiet = Camera(full_well_e=1e18, read_noise_e=0.0)  # noise far below a grey level
     fused = field.captures(offsets, rng=np.random.default_rng(1), camera=quiet, exposure=exposure)
-    exact = _quantize(field.intensity(offsets, exposure=exposure), quiet)
+    exact = quantize(field.intensity(offsets, exposure=exposure), quiet)
     assert fused.shape == (3, 96, 96, 3) and fused.dtype == np.uint8
     assert np.abs(fused.astype(int) - exact).max() <= 1 and np.mean(fused == exact) > 0.99
     # same noise level as add_camera_noise on the intensity stack
@@ -172,8 +172,8 @@ def test_fused_captures_match_intensity_then_noise() -> None:
     mixed = field.captures(
         offsets, rng=np.random.default_rng(1), camera=quiet, motion=blur, motion_planes=[1, 0, 1]
     )
-    moved = _quantize(field.intensity(offsets, motion=blur), quiet)
-    still = _quantize(field.intensity(offsets), quiet)
+    moved = quantize(field.intensity(offsets, motion=blur), quiet)
+    still = quantize(field.intensity(offsets), quiet)
     for i, m in enumerate([True, False, True]):
         want = moved[i] if m else still[i]
         assert np.abs(mixed[i].astype(int) - want).max() <= 1

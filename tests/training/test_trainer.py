@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from virtualfocus.edge.errors import InputError, ModelLoadError
-from virtualfocus.training.checkpoint import load_checkpoint, load_run
+from virtualfocus.training.checkpoint import compact_checkpoint, load_checkpoint, load_run
 from virtualfocus.training.cli import main
 from virtualfocus.training.config import TrainConfig, apply_overrides, read_run_config
 from virtualfocus.training.datasets import (
@@ -287,10 +287,9 @@ def test_compact_fp16_checkpoint_without_optimiser_state_resumes(sim_stacks: Pat
             "--set", "dec_blocks=1,1", "--set", "val_every=2", "--set", "workers=0", "--set", "threads=1"]
     assert main([*base, "--steps", "2"]) == 0
     path = out / "checkpoints" / "last.pt"
-    full = load_checkpoint(path)
-    compact = {"models": {k: {n: t.half() for n, t in v.items()} for k, v in full["models"].items()},
-               "step": full["step"]}
-    torch.save(compact, path)
+    compact_checkpoint(path, path)
+    compact = load_checkpoint(path)
+    assert "optimizers" not in compact and compact["models"]["model"]["intro.weight"].dtype == torch.float16
     assert main(["nafnet-w16", "--out", str(out), "--resume", "--no-progress", "--steps", "4"]) == 0
     resumed = load_checkpoint(path)
     assert resumed["step"] == 4 and "optimizers" in resumed
